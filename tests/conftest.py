@@ -1,0 +1,34 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    import simviz_widgets as sv
+
+    return sv.load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def photos():
+    from skimage import data
+
+    return {
+        "chelsea": data.chelsea(),
+        "coffee": data.coffee(),
+        "astronaut": data.astronaut(),
+        "rocket": data.rocket(),
+    }
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
