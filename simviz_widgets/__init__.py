@@ -1,8 +1,12 @@
 """simviz_widgets: see why a deep similarity model finds two images alike.
 
 >>> import simviz_widgets as sv
+>>> from simviz_widgets.datasets import load_photo
 >>> model = sv.load_model("tiny_test")
->>> exp = sv.explain(model, "chelsea", "chelsea:mirror")  # doctest: +SKIP
+>>> cat = load_photo("chelsea")
+>>> exp = sv.explain(model, cat, cat[:, ::-1])
+>>> exp.query_map.shape, bool(abs(exp.point_to_point.matrix().sum() - exp.score) < 1e-6)
+((8, 8), True)
 """
 
 from .adapters import SimilarityModel

@@ -136,9 +136,9 @@ class ActivationDecomposition(Explainer):
         Eq, Er, gq, gr = cq["E"], cr["E"], cq["g"], cr["g"]
         nq, nr = Eq.shape[0], Er.shape[0]
 
-        with torch.no_grad():
-            score = float(model.score_embeddings(model.embed_tensor(query.tensor),
-                                                 model.embed_tensor(reference.tensor))[0])
+        # g is the embedding computed from the very features decomposed (the model's own pooling and
+        # head), so no extra forward pass is needed for the score; tests check it against the module.
+        score = float(model.score_embeddings(gq[None], gr[None])[0])
         info = dict(model.describe())
         info["notes"] = cq["notes"] + [t for t in cr["notes"] if t not in cq["notes"]]
         if "residual_ratio" in cq:

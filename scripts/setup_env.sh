@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Creates .venv and installs simviz_widgets into it. Usage: scripts/setup_env.sh [main|test]
+# Idempotent: a stamp keyed on pyproject.toml skips the installs when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extra="${1:-main}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$extra-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+    echo "setting up .venv ($extra) ..."
+    # torch first, pinned: pip takes these builds from this machine's local disk (about a minute);
+    # an unpinned torch would pull a multi-GB build from the index.
+    .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+    if [ "$extra" = "test" ]; then
+        .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+    else
+        .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+    fi
+    touch "$stamp"
+fi

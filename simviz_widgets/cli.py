@@ -1,0 +1,266 @@
+"""``simviz`` command line: explain a pair of images to a PNG, and list models, methods and photos.
+
+Examples::
+
+    simviz explain                                  # chelsea vs its mirror, default model
+    simviz explain chelsea chelsea:rotation:angle=30 --out rot.png
+    simviz explain a.jpg b.jpg --method decomposition --points 4 --reading correspondence
+    simviz models | simviz methods | simviz photos
+
+An image is a file path or a bundled photo name (``simviz photos``), optionally followed by a view
+of it: ``NAME:KIND`` or ``NAME:KIND:KEY=VALUE,...`` (kinds: mirror, crop_scale, rotation,
+perspective, color). Bad input prints one line on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main", "build_parser", "resolve_image", "CliError"]
+
+EXIT_USAGE = 2
+DEFAULT_OUT = "simviz_explanation.png"
+
+
+class CliError(Exception):
+    """A user mistake: reported on stderr, exit code 2, no traceback."""
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # plain words stay strings (e.g. pooling=max)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets: ``"box=(0,0,9,9),size=(5,5)"`` -> two items."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _parse_assignments(text: str, label: str) -> dict:
+    out = {}
+    for item in _split_top_level(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"{label}: {item!r} is not KEY=VALUE")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def resolve_image(spec: str, label: str):
+    """A path or ``NAME[:KIND[:KEY=VALUE,...]]`` -> (H, W, 3) uint8 RGB array; CliError if neither."""
+    from .datasets import VIEW_KINDS, list_photos, load_photo, views
+
+    if os.path.exists(spec):
+        from .images import ImageInputError, to_rgb_uint8
+
+        try:
+            return to_rgb_uint8(spec, name=label)
+        except ImageInputError as err:
+            raise CliError(str(err)) from None
+    name, _, rest = spec.partition(":")
+    if name not in list_photos():
+        import difflib
+
+        close = difflib.get_close_matches(name, list_photos(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        looks_like_path = any(sep in spec for sep in ("/", "\\")) or Path(spec).suffix != ""
+        what = f"file {spec!r} does not exist" if looks_like_path else (
+            f"{spec!r} is neither an existing file nor a bundled photo"
+        )
+        raise CliError(f"{label}: {what}.{hint} Bundled photos: {', '.join(list_photos())}")
+    image = load_photo(name)
+    if not rest:
+        return image
+    kind, _, params_text = rest.partition(":")
+    if kind not in VIEW_KINDS:
+        raise CliError(f"{label}: view kind {kind!r} in {spec!r} is not known; expected one of {VIEW_KINDS}")
+    params = _parse_assignments(params_text, label)
+    try:
+        return views(image, kind, **params).image
+    except (ValueError, TypeError) as err:
+        raise CliError(f"{label}: {err}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simviz", description="Explain why a deep similarity model finds two images alike."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    ex = sub.add_parser("explain", help="explain one image pair and save a figure")
+    ex.add_argument("query", nargs="?", metavar="QUERY",
+                    help="file path or bundled photo (NAME[:VIEW[:K=V,...]]); default: chelsea")
+    ex.add_argument("reference", nargs="?", metavar="REFERENCE",
+                    help="file path or bundled photo; default: the query's mirror view")
+    ex.add_argument("--model", default="efficientnet_lite0", help="model name (see `simviz models`)")
+    ex.add_argument("--method", default="decomposition", help="method name (see `simviz methods`)")
+    ex.add_argument("--layer", default=None, help="layer to explain (module name); default: the model's")
+    ex.add_argument("--metric", default=None, choices=("cosine", "dot", "euclidean"),
+                    help="similarity metric; default: the model's")
+    ex.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                    help="method option, repeatable (e.g. -o bias=False)")
+    ex.add_argument("--out", default=DEFAULT_OUT, help=f"figure file (default: {DEFAULT_OUT})")
+    ex.add_argument("--points", type=int, default=3, help="query points shown in row 2 (default 3)")
+    ex.add_argument("--reading", default="contribution", choices=("contribution", "correspondence"),
+                    help="point-specific map reading")
+    ex.add_argument("--cmap", default=None, help="matplotlib colormap name for the maps")
+    ex.add_argument("--alpha", type=float, default=0.5, help="map opacity over the photos")
+    ex.add_argument("--dpi", type=int, default=100, help="figure resolution")
+
+    sub.add_parser("models", help="list ready-made models")
+    sub.add_parser("methods", help="list explanation methods")
+    sub.add_parser("photos", help="list bundled photos")
+    return parser
+
+
+def _check_out(out: str) -> Path:
+    from matplotlib.figure import Figure
+
+    path = Path(out)
+    if path.is_dir():
+        raise CliError(f"--out: {out!r} is a folder; expected a file name such as {DEFAULT_OUT}")
+    if not path.parent.exists():
+        raise CliError(f"--out: folder {str(path.parent)!r} does not exist")
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise CliError(f"--out: {out!r} has no known image suffix; expected one of "
+                       f"{', '.join('.' + f for f in sorted(formats))}")
+    return path
+
+
+def _methods_module():
+    # Importing the package registers its methods; the registry itself lives in explain.base.
+    import simviz_widgets.explain  # noqa: F401
+    from .explain import base
+
+    return base
+
+
+def _cmd_explain(args) -> int:
+    out = _check_out(args.out)
+    if args.points < 0:
+        raise CliError(f"--points is {args.points}; expected 0 or more")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise CliError(f"--alpha is {args.alpha}; expected a number in [0, 1]")
+    if args.cmap is not None:
+        import matplotlib
+
+        if args.cmap not in matplotlib.colormaps:
+            raise CliError(f"--cmap: {args.cmap!r} is not a matplotlib colormap")
+    base = _methods_module()
+    try:
+        base.get_method(args.method)
+    except ValueError as err:
+        raise CliError(f"--method: {err}") from None
+    options = {}
+    for text in args.option:
+        options.update(_parse_assignments(text, "--option"))
+
+    if args.query is None:
+        from .datasets import default_pair
+
+        query, reference = default_pair()
+    elif args.reference is None:
+        from .datasets import views
+
+        query = resolve_image(args.query, "query")
+        reference = views(query, "mirror").image
+    else:
+        query = resolve_image(args.query, "query")
+        reference = resolve_image(args.reference, "reference")
+
+    from . import models
+
+    load_options = {k: v for k, v in (("layer", args.layer), ("metric", args.metric)) if v is not None}
+    try:
+        model = models.load(args.model, **load_options)
+    except (ValueError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise CliError(f"--model: {message}") from None
+    except TypeError as err:  # e.g. --layer for a model whose builder takes no layer
+        if "keyword" not in str(err):
+            raise
+        given = ", ".join(f"--{k}" for k in load_options)
+        raise CliError(f"--model: model {args.model!r} does not accept {given} ({err})") from None
+    try:
+        explanation = base.explain(model, query, reference, method=args.method, **options)
+    except TypeError as err:  # unknown method option: the Explainer names it
+        if "option" in str(err):
+            raise CliError(f"--option: {err}") from None
+        raise
+
+    figure = explanation.to_figure(points=args.points, cmap=args.cmap, alpha=args.alpha,
+                                   reading=args.reading)
+    figure.savefig(out, dpi=args.dpi, bbox_inches="tight")
+    print(f"score: {explanation.score:.6f} ({explanation.metric}, model {args.model}, method {explanation.method})")
+    error = explanation.completeness_error
+    print("completeness error: " + ("n/a (not a decomposition)" if error is None else f"{error:.3e}"))
+    print(f"figure: {out.resolve()}")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from . import models
+
+    descriptions = models.model_info()
+    for name in models.list_models():
+        print(f"{name:<24}{descriptions.get(name, '')}".rstrip())
+    return 0
+
+
+def _cmd_methods(args) -> int:
+    base = _methods_module()
+    for name in base.list_methods():
+        paper = getattr(base.get_method(name), "paper", "") or ""
+        print(f"{name:<24}{paper}".rstrip())
+    return 0
+
+
+def _cmd_photos(args) -> int:
+    from .datasets import VIEW_KINDS, list_photos
+
+    for name in list_photos():
+        print(name)
+    print(f"(views: NAME:KIND with KIND in {', '.join(VIEW_KINDS)}, e.g. chelsea:mirror)", file=sys.stderr)
+    return 0
+
+
+_COMMANDS = {"explain": _cmd_explain, "models": _cmd_models, "methods": _cmd_methods, "photos": _cmd_photos}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``simviz`` console script; returns the exit code."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network
+    parser = build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else [str(a) for a in argv])
+    except SystemExit as stop:  # argparse already printed usage and the error
+        return int(stop.code or 0)
+    try:
+        return _COMMANDS[args.command](args)
+    except CliError as err:
+        print(f"simviz {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
