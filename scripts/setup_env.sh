@@ -10,15 +10,19 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.installed-$extra-$(sha1sum pyproject.toml | cut -c1-12)"
+quiet_pip() {
+    # This machine's pip config names local package folders that may be absent; pip warns about each.
+    .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
 if [ ! -f "$stamp" ]; then
     echo "setting up .venv ($extra) ..."
     # torch first, pinned: pip takes these builds from this machine's local disk (about a minute);
     # an unpinned torch would pull a multi-GB build from the index.
-    .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+    quiet_pip torch==2.14.1 torchvision==0.29.1
     if [ "$extra" = "test" ]; then
-        .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+        quiet_pip -e ".[test]"
     else
-        .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+        quiet_pip -e .
     fi
     touch "$stamp"
 fi
