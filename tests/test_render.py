@@ -343,3 +343,16 @@ def test_render_imports_numpy_and_matplotlib_only():
                 continue
             for name in names:
                 assert name.split(".")[0] in allowed, (path.name, name)
+
+
+def test_figure_displays_as_png_without_pyplot():
+    import io
+
+    from PIL import Image
+
+    from simviz_widgets.render.figure import DisplayFigure
+
+    fig = DisplayFigure(figsize=(2, 1), dpi=50)
+    fig.add_subplot().plot([0, 1], [0, 1])
+    png = fig._repr_png_()
+    assert Image.open(io.BytesIO(png)).format == "PNG"

@@ -21,6 +21,18 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
 from .colormap import colormap_lut, default_cmap, normalize_map
+
+
+class DisplayFigure(Figure):
+    """A matplotlib Figure that shows itself as a PNG in Jupyter without pyplot or
+    ``%matplotlib inline`` (a bare Figure otherwise displays as its text repr)."""
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
+        return buf.getvalue()
 from .overlay import overlay
 
 __all__ = ["explanation_figure", "default_points", "cell_centre_pixels", "POINT_COLOURS"]
@@ -162,7 +174,7 @@ def explanation_figure(
     top_width = 4
     bottom_width = 1 + n_points if n_points else 0
     ncols = max(top_width, bottom_width)
-    fig = Figure(
+    fig = DisplayFigure(
         figsize=(panel_size * ncols * 1.1, panel_size * (2 if n_points else 1) * 1.05),
         layout="constrained",
     )

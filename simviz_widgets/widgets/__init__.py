@@ -1,0 +1,12 @@
+"""Jupyter widgets: the pair viewer, the overall-map panel and the explorer composing them.
+
+They share one :class:`HoverState` (hovered point, pins). Widgets know explanations and
+renderings, never torch: the model runs only when a pair, model or method is set.
+"""
+
+from .explorer import PairExplorer
+from .overall_panel import OverallPanel
+from .pair_viewer import PairViewer
+from .state import PIN_COLOURS, HoverState, Pin
+
+__all__ = ["PairViewer", "OverallPanel", "PairExplorer", "HoverState", "Pin", "PIN_COLOURS"]

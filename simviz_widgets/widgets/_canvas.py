@@ -1,0 +1,333 @@
+"""Helpers shared by the canvas widgets: display geometry, browser events -> image pixels, photos
+and map overlays as RGBA for ``put_image_data``, and markers.
+
+Coordinates: image pixels are (row, col) of the *display* image of a PairExplanation, pixel centres
+at integers; canvas positions are (y, x) in canvas pixels, edges at 0 and the canvas size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from contextlib import contextmanager, nullcontext
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..explain.base import READINGS, PairExplanation
+from ..render import colormap_lut, map_to_rgba, normalize_map, overlay, upsample_bilinear
+from .state import HoverState
+
+__all__ = [
+    "close_tree",
+    "batched_drawing",
+    "single_thread_blas",
+    "display_size",
+    "photo_rgba",
+    "finite_number",
+    "event_to_pixel",
+    "pixel_to_canvas",
+    "overlay_shape",
+    "overlay_rgba",
+    "draw_pin",
+    "draw_match",
+    "draw_crosshair",
+    "value_at_pixel",
+    "composite_png",
+]
+
+MIN_SIZE = 16
+
+
+@contextmanager
+def batched_drawing():
+    """Like ``ipycanvas.hold_canvas()``: every draw command inside goes out in one message. Unlike
+    it, safe on errors (hold_canvas would leave ipycanvas caching, for every canvas, forever) and
+    nestable (only the outermost block sends)."""
+    from ipycanvas import canvas as ipycanvas_canvas
+    from ipycanvas import hold_canvas
+
+    manager = getattr(ipycanvas_canvas, "_CANVAS_MANAGER", None)
+    if manager is None or not hasattr(manager, "_caching"):  # another ipycanvas version
+        with hold_canvas():
+            yield
+        return
+    outer = manager._caching
+    manager._caching = True
+    try:
+        yield
+    finally:
+        if not outer:
+            try:
+                manager.flush()
+            finally:
+                manager._caching = False
+
+
+def close_tree(widget) -> None:
+    """Close a widget and every widget inside it (boxes close only themselves)."""
+    for child in getattr(widget, "children", ()):
+        close_tree(child)
+    widget.close()
+
+
+_BLAS_CONTROLLER = None
+
+
+def single_thread_blas():
+    """Context: numpy's BLAS on one thread. A hover's product (one row of D, N x K) is too small
+    to gain from threads, and waking OpenBLAS's sleeping threads between hovers costs milliseconds
+    on a busy machine (measured: p50 0.3 -> 9 ms per row at 28x28 cells, K = 1280). Uses
+    threadpoolctl (installed with scikit-learn); without it, a no-op."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_CONTROLLER = ThreadpoolController()
+        except Exception:  # not installed, or a platform it cannot inspect
+            _BLAS_CONTROLLER = False
+    if _BLAS_CONTROLLER is False:
+        return nullcontext()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
+def check_size(size, label: str = "size") -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
+        raise ValueError(
+            f"{label} is {size!r}; expected an integer >= {MIN_SIZE} (display pixels of the longer side)"
+        )
+    return int(size)
+
+
+def check_reading(reading) -> str:
+    if reading not in READINGS:
+        raise ValueError(f"reading is {reading!r}; expected one of {READINGS}")
+    return reading
+
+
+def check_cmap(cmap):
+    if cmap is None:
+        return None
+    colormap_lut(cmap)  # raises a ValueError naming the colormap
+    return cmap
+
+
+def check_explanation(explanation) -> PairExplanation:
+    if not isinstance(explanation, PairExplanation):
+        raise TypeError(
+            f"explanation is a {type(explanation).__name__}; expected a PairExplanation "
+            "(from simviz_widgets.explain(model, query, reference))"
+        )
+    return explanation
+
+
+def check_state(state) -> HoverState:
+    if state is None:
+        return HoverState()
+    if not isinstance(state, HoverState):
+        raise TypeError(f"state is a {type(state).__name__}; expected a HoverState or None")
+    return state
+
+
+def check_alpha(alpha) -> float:
+    try:
+        if isinstance(alpha, (bool, str, bytes)):
+            raise TypeError
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha is {alpha!r}; expected a number in [0, 1]") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"alpha is {alpha!r}; expected a number in [0, 1]")
+    return value
+
+
+def display_size(image_size: tuple[int, int], size: int) -> tuple[int, int]:
+    """(rows, cols) on screen for an image of ``image_size`` whose longer side gets ``size`` pixels."""
+    rows, cols = image_size
+    scale = size / max(rows, cols)
+    return max(1, int(round(rows * scale))), max(1, int(round(cols * scale)))
+
+
+def photo_rgba(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The photo at display ``size`` as opaque RGBA uint8, resampled once here, never by the canvas.
+
+    Shrinking uses Lanczos (anti-aliased, sharp); enlarging uses nearest neighbour, which shows the
+    very pixels the model saw instead of a blur. RGBA because ipycanvas sends RGB as lossy JPEG.
+    """
+    rows, cols = size
+    picture = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    if (rows, cols) != image.shape[:2]:
+        shrinking = rows < image.shape[0] or cols < image.shape[1]
+        resample = Image.Resampling.LANCZOS if shrinking else Image.Resampling.NEAREST
+        picture = picture.resize((cols, rows), resample=resample)
+    return np.asarray(picture.convert("RGBA"), dtype=np.uint8)
+
+
+def finite_number(value) -> float | None:
+    """``value`` as a finite float, or None for anything else (bools, strings, NaN, None...)."""
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def event_to_pixel(event, canvas_size: tuple[int, int], image_size: tuple[int, int]):
+    """An ipyevents mouse event -> image pixel (row, col), or None if it is unusable.
+
+    ipyevents gives ``relativeX``/``relativeY`` in CSS pixels from the element's top-left corner and
+    the element's ``boundingRectWidth``/``boundingRectHeight``; CSS may scale the canvas, so
+    positions are rescaled to the canvas's own width/height first. A point at canvas position x
+    (edges 0 .. W_canvas) lies at image column ``x * W / W_canvas - 0.5`` (pixel centres at
+    integers). Missing keys, non-numbers, NaN and points outside the canvas give None.
+    """
+    if not isinstance(event, Mapping):
+        return None
+    x = finite_number(event.get("relativeX"))
+    y = finite_number(event.get("relativeY"))
+    if x is None or y is None:
+        return None
+    canvas_rows, canvas_cols = canvas_size
+    box_w = finite_number(event.get("boundingRectWidth"))
+    box_h = finite_number(event.get("boundingRectHeight"))
+    if box_w is not None and box_w > 0:
+        x = x * canvas_cols / box_w
+    if box_h is not None and box_h > 0:
+        y = y * canvas_rows / box_h
+    if not (0.0 <= x <= canvas_cols and 0.0 <= y <= canvas_rows):
+        return None
+    rows, cols = image_size
+    row = min(max(y * rows / canvas_rows - 0.5, -0.5), rows - 0.5)
+    col = min(max(x * cols / canvas_cols - 0.5, -0.5), cols - 0.5)
+    return row, col
+
+
+def pixel_to_canvas(row, col, canvas_size, image_size) -> tuple[float, float]:
+    """Image pixel (row, col) -> canvas position (y, x); inverse of :func:`event_to_pixel`."""
+    canvas_rows, canvas_cols = canvas_size
+    rows, cols = image_size
+    return (float(row) + 0.5) * canvas_rows / rows, (float(col) + 0.5) * canvas_cols / cols
+
+
+def overlay_shape(map_shape: tuple[int, int], canvas_size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """Size of the overlay image sent for a (h, w) map: upsampled by the largest whole factor that
+    keeps its longer side <= ``max_side`` (at least 1, at most the canvas); None: the canvas size."""
+    if max_side is None:
+        return tuple(canvas_size)
+    h, w = map_shape
+    factor = max(1, int(max_side) // max(h, w))
+    return max(h, min(h * factor, canvas_size[0])), max(w, min(w * factor, canvas_size[1]))
+
+
+def overlay_rgba(values: np.ndarray, *, cmap: str, mode: str, alpha: float,
+                 canvas_size: tuple[int, int], max_side: int | None,
+                 vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """Colour a feature-resolution map for the overlay layer, as small as ``max_side`` allows.
+
+    The map is upsampled bilinearly in *value* space to :func:`overlay_shape` before colouring and
+    the canvas smooths the rest (interpolating colours, not values). Limits come from the raw map
+    (bilinear values stay inside [min, max]), so every size shows the same colour scale.
+    """
+    _, lo, hi = normalize_map(values, mode=mode, vmin=vmin, vmax=vmax)
+    target = overlay_shape(values.shape, canvas_size, max_side)
+    if target != values.shape:
+        values = upsample_bilinear(values, target)
+    return map_to_rgba(values, cmap=cmap, mode=mode, vmin=lo, vmax=hi, alpha=alpha)
+
+
+def _stroke_ring(layer, y, x, radius, colour, width):
+    layer.line_width = width + 2.0
+    layer.stroke_style = "black"
+    layer.stroke_circle(x, y, radius)
+    layer.line_width = width
+    layer.stroke_style = colour
+    layer.stroke_circle(x, y, radius)
+
+
+def draw_pin(layer, y: float, x: float, colour: str, radius: float = 6.0) -> None:
+    """A filled dot with a black edge: a pinned point."""
+    layer.fill_style = "black"
+    layer.fill_circle(x, y, radius + 1.5)
+    layer.fill_style = colour
+    layer.fill_circle(x, y, radius)
+
+
+def draw_match(layer, y: float, x: float, colour: str, radius: float = 9.0) -> None:
+    """A ring: where a pin on the other image matches best."""
+    _stroke_ring(layer, y, x, radius, colour, 2.5)
+
+
+def draw_crosshair(layer, y: float, x: float, radius: float = 8.0) -> None:
+    """The hovered point: a white cross with a black outline and a gap at the centre."""
+    segments = np.array(
+        [
+            [[x - 2 * radius, y], [x - 0.4 * radius, y]],
+            [[x + 0.4 * radius, y], [x + 2 * radius, y]],
+            [[x, y - 2 * radius], [x, y - 0.4 * radius]],
+            [[x, y + 0.4 * radius], [x, y + 2 * radius]],
+        ]
+    )
+    layer.line_width = 4.0
+    layer.stroke_style = "black"
+    layer.stroke_line_segments(segments)
+    layer.line_width = 2.0
+    layer.stroke_style = "white"
+    layer.stroke_line_segments(segments)
+
+
+def value_at_pixel(values: np.ndarray, image_size: tuple[int, int], row: float, col: float) -> float:
+    """A map's bilinear value at image pixel (row, col) (half-pixel centres, edges clamped)."""
+    h, w = values.shape
+    rows, cols = image_size
+    u = min(max((row + 0.5) * h / rows - 0.5, 0.0), h - 1.0)
+    v = min(max((col + 0.5) * w / cols - 0.5, 0.0), w - 1.0)
+    r0, c0 = int(math.floor(u)), int(math.floor(v))
+    r1, c1 = min(r0 + 1, h - 1), min(c0 + 1, w - 1)
+    fr, fc = u - r0, v - c0
+    return float(
+        (1 - fr) * ((1 - fc) * values[r0, c0] + fc * values[r0, c1])
+        + fr * ((1 - fc) * values[r1, c0] + fc * values[r1, c1])
+    )
+
+
+def nearest_cell(values_shape, image_size, row: float, col: float) -> tuple[int, int]:
+    """The cell of a (h, w) grid whose area holds image pixel (row, col)."""
+    h, w = values_shape
+    rows, cols = image_size
+    r = int(min(max(math.floor((row + 0.5) * h / rows), 0), h - 1))
+    c = int(min(max(math.floor((col + 0.5) * w / cols), 0), w - 1))
+    return r, c
+
+
+def composite_png(panels, *, title: str, pins=(), gap: int = 8) -> bytes:
+    """A PNG of photos with their overlays side by side, pins drawn, and a title line.
+
+    ``panels``: list of (name, photo (H, W, 3) uint8, map or None, overlay kwargs) at display size.
+    ``pins``: list of (panel index, row, col, colour) in that panel's pixels.
+    """
+    import io
+
+    tiles = []
+    for _, photo, values, kwargs in panels:
+        tiles.append(photo if values is None else overlay(photo, values, **kwargs))
+    height = max(t.shape[0] for t in tiles)
+    width = sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1)
+    header = 18
+    canvas = Image.new("RGB", (width, height + header), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 3), title, fill="black")
+    offsets = []
+    left = 0
+    for tile in tiles:
+        canvas.paste(Image.fromarray(tile), (left, header))
+        offsets.append(left)
+        left += tile.shape[1] + gap
+    for index, row, col, colour in pins:
+        cx, cy = offsets[index] + col, header + row
+        draw.ellipse((cx - 6, cy - 6, cx + 6, cy + 6), fill=colour, outline="black", width=2)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
