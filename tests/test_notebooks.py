@@ -36,6 +36,8 @@ def venv_kernel(tmp_path, monkeypatch):
         (tmp_path / subdir).mkdir(exist_ok=True)
         monkeypatch.setenv(variable, str(tmp_path / subdir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # Notebooks read it to run small (e.g. 100 RISE masks instead of 2000) within the test budget.
+    monkeypatch.setenv("SIMVIZ_FAST", "1")
     # The kernel imports simviz_widgets from this checkout, installed or not.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
     return KERNEL_NAME

@@ -17,3 +17,16 @@ __all__ = [
     "VIEW_KINDS",
     "UnknownPhotoError",
 ]
+from .composites import (
+    COMPOSITE_BACKGROUNDS, SHARED_OBJECTS, SharedObjectPair, background_crop, paste_object, shared_object_pairs,
+)
+
+__all__ += ["shared_object_pairs", "SharedObjectPair", "SHARED_OBJECTS", "COMPOSITE_BACKGROUNDS", "paste_object",
+            "background_crop"]
+from .synthetic import (
+    ATTRIBUTE_GROUPS, SYNTHETIC_ATTRIBUTES, SceneImage, SceneObject, ScenePair, negative_pairs, random_scenes,
+    render_scene, scene_pairs,
+)
+
+__all__ += ["ATTRIBUTE_GROUPS", "SYNTHETIC_ATTRIBUTES", "SceneImage", "SceneObject", "ScenePair", "scene_pairs",
+            "negative_pairs", "random_scenes", "render_scene"]

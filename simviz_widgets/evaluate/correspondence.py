@@ -13,23 +13,29 @@ import numpy as np
 
 from ..explain.base import PairExplanation
 from ..images import PreparedImage
+from .metrics import EvalContext, Metric, register_metric
 
-__all__ = ["CorrespondenceResult", "correspondence_rate", "display_mapping"]
+__all__ = ["CorrespondenceResult", "correspondence_rate", "display_mapping", "CorrespondencePCK", "UNITS"]
+
+UNITS = ("cells", "pixels")
 
 Mapping = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 @dataclass
 class CorrespondenceResult:
-    """``rate``: fraction of points whose argmax cell is within ``tolerance`` cells (Chebyshev) of the
-    true match; ``chance``: the same rate for an argmax drawn uniformly over cells. Higher is better."""
+    """``rate``: fraction of points whose argmax cell is within ``tolerance`` of the true match
+    (``unit="cells"``: Chebyshev distance in reference cells; ``unit="pixels"``: Euclidean distance in
+    reference display pixels from the argmax cell's centre); ``chance``: the same rate for an argmax
+    drawn uniformly over cells. Higher is better."""
 
     rate: float
     chance: float
     n_points: int
     hits: np.ndarray
-    distances: np.ndarray  # Chebyshev distance in cells, per point
+    distances: np.ndarray  # per point, in ``unit``
     higher_is_better = True
+    unit: str = "cells"
 
     def __repr__(self):
         return f"CorrespondenceResult(rate={self.rate:.3f}, chance={self.chance:.3f}, n_points={self.n_points})"
@@ -50,10 +56,17 @@ def display_mapping(query: PreparedImage, reference: PreparedImage, source_mappi
 
 
 def correspondence_rate(explanation: PairExplanation, mapping: Mapping, *, points=None,
-                        reading: str = "correspondence", tolerance: float = 1.0) -> CorrespondenceResult:
-    """Measure how often the point-specific map's argmax lands within ``tolerance`` cells of the true
-    match. ``mapping``: display query (rows, cols) -> display reference (rows, cols, valid).
-    ``points``: (rows, cols) arrays in query pixels; default: the query grid's cell centres."""
+                        reading: str = "correspondence", tolerance: float = 1.0,
+                        unit: str = "cells") -> CorrespondenceResult:
+    """Measure how often the point-specific map's argmax lands within ``tolerance`` of the true
+    match (PCK at a radius). ``mapping``: display query (rows, cols) -> display reference (rows,
+    cols, valid). ``points``: (rows, cols) arrays in query pixels; default: the query grid's cell
+    centres. ``unit``: ``"cells"`` (Chebyshev, reference cells) or ``"pixels"`` (Euclidean,
+    reference display pixels, measured from the argmax cell's centre)."""
+    if unit not in UNITS:
+        raise ValueError(f"unit {unit!r} is not known; expected one of {UNITS}")
+    if not (np.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tolerance is {tolerance!r}; expected a radius >= 0")
     p2p = explanation._require_p2p()
     H, W = explanation.query_size
     Hr, Wr = explanation.reference_size
@@ -71,14 +84,21 @@ def correspondence_rate(explanation: PairExplanation, mapping: Mapping, *, point
     ur = (tr + 0.5) * hr / Hr - 0.5
     uc = (tc + 0.5) * wr / Wr - 0.5
     cell_r, cell_c = np.meshgrid(np.arange(hr), np.arange(wr), indexing="ij")
+    # Cell centres in reference display pixels (half-pixel centres), for unit="pixels".
+    centre_r = (cell_r + 0.5) * Hr / hr - 0.5
+    centre_c = (cell_c + 0.5) * Wr / wr - 0.5
     dists, chance = [], []
-    for r, c, u, v, ok in zip(rows, cols, ur, uc, valid):
+    for r, c, u, v, pr, pc, ok in zip(rows, cols, ur, uc, tr, tc, valid):
         if not ok:
             continue
         m = explanation.from_query(r, c, reading=reading)
         k = int(np.argmax(m))
-        dists.append(max(abs(k // wr - u), abs(k % wr - v)))
-        chance.append(np.mean(np.maximum(np.abs(cell_r - u), np.abs(cell_c - v)) <= tolerance))
+        if unit == "cells":
+            dists.append(max(abs(k // wr - u), abs(k % wr - v)))
+            chance.append(np.mean(np.maximum(np.abs(cell_r - u), np.abs(cell_c - v)) <= tolerance))
+        else:
+            dists.append(float(np.hypot(centre_r.flat[k] - pr, centre_c.flat[k] - pc)))
+            chance.append(np.mean(np.hypot(centre_r - pr, centre_c - pc) <= tolerance))
     d = np.asarray(dists)
     hits = d <= tolerance
     return CorrespondenceResult(
@@ -87,4 +107,37 @@ def correspondence_rate(explanation: PairExplanation, mapping: Mapping, *, point
         n_points=len(d),
         hits=hits,
         distances=d,
+        unit=unit,
     )
+
+
+@register_metric("correspondence_pck")
+class CorrespondencePCK(Metric):
+    """PCK of point-specific maps for pairs with a known pixel mapping: the fraction of query grid
+    points whose map's argmax lands within ``tolerance`` (cells or pixels) of the true match.
+    NaN for methods without point-to-point maps, or when no grid point has a valid match."""
+
+    category = "correspondence"
+    higher_is_better = True
+    needs = frozenset({"mapping"})
+    description = "argmax of a point's map lands on its true match"
+    unit = "PCK"
+    options = {
+        "tolerance": (1.0, "radius, in `unit`"),
+        "unit": ("cells", "'cells' (Chebyshev, reference cells) or 'pixels' (Euclidean)"),
+        "reading": ("correspondence", "'correspondence' or 'contribution' point-specific maps"),
+    }
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        if self.config["unit"] not in UNITS:
+            raise ValueError(f"unit {self.config['unit']!r} is not known; expected one of {UNITS}")
+
+    def evaluate(self, explanation: PairExplanation, context: EvalContext) -> float:
+        if explanation.point_to_point is None:
+            return float("nan")
+        result = correspondence_rate(
+            explanation, context.mapping, reading=self.config["reading"],
+            tolerance=self.config["tolerance"], unit=self.config["unit"],
+        )
+        return result.rate

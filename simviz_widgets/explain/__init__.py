@@ -11,6 +11,12 @@ from .base import (
 )
 from . import decomposition  # noqa: F401  (registers "decomposition")
 from .decomposition import ActivationDecomposition, position_contributions
+from . import gradients, perturbation, sfam, similarity_map  # noqa: F401  (register the other methods)
+from .gradients import GradCAM, RGradCAM, SimilarityAttention, similarity_gradients
+from .perturbation import RISE, ExplanationCancelled, RiseMasks, SlidingWindow
+from .sfam import SFAM
+from .similarity_map import SimilarityMap
+from .target import SimilarityTarget
 
 __all__ = [
     "explain",
@@ -22,4 +28,15 @@ __all__ = [
     "PointToPoint",
     "ActivationDecomposition",
     "position_contributions",
+    "GradCAM",
+    "RGradCAM",
+    "SimilarityAttention",
+    "similarity_gradients",
+    "RISE",
+    "SlidingWindow",
+    "RiseMasks",
+    "ExplanationCancelled",
+    "SFAM",
+    "SimilarityMap",
+    "SimilarityTarget",
 ]

@@ -57,6 +57,9 @@ class TinyEmbeddingNet(nn.Module):
         for p in self.parameters():
             with torch.no_grad():
                 p.copy_(torch.randn(p.shape, generator=gen) * (0.5 if p.ndim > 1 else 0.1))
+        if isinstance(self.pool, GeM):  # the seeded fill above must not overwrite the GeM power
+            with torch.no_grad():
+                self.pool.p.fill_(3.0)
         for m in self.modules():
             if isinstance(m, nn.BatchNorm1d):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)

@@ -4,9 +4,11 @@ They share one :class:`HoverState` (hovered point, pins). Widgets know explanati
 renderings, never torch: the model runs only when a pair, model or method is set.
 """
 
+from .comparison_panel import MethodComparisonPanel
 from .explorer import PairExplorer
 from .overall_panel import OverallPanel
 from .pair_viewer import PairViewer
 from .state import PIN_COLOURS, HoverState, Pin
 
 __all__ = ["PairViewer", "OverallPanel", "PairExplorer", "HoverState", "Pin", "PIN_COLOURS"]
+__all__ += ["MethodComparisonPanel"]

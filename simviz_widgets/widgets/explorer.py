@@ -1,4 +1,5 @@
-"""``PairExplorer``: the pair viewer with its overall-map panel, sharing one hover/pin state."""
+"""``PairExplorer``: the pair viewer with its overall-map panel (and, on request, the
+method-comparison panel), sharing one hover/pin state."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import ipywidgets as widgets
 import traitlets
 
 from ..explain.base import PairExplanation
+from .comparison_panel import MethodComparisonPanel
 from .overall_panel import OverallPanel
 from .pair_viewer import PairViewer
 from .state import HoverState
@@ -20,33 +22,55 @@ class PairExplorer(widgets.VBox):
     mirrored in the panel, and the panel follows the viewer's pair, method, colormap and opacity.
 
     Arguments as :class:`PairViewer`; ``panel_size``: display size of the panel's maps.
+    ``comparison``: True (or a dict of :meth:`MethodComparisonPanel.for_viewer` options, e.g.
+    ``{"methods": [...], "method_options": {...}}``) adds the method-comparison panel below;
+    clicking a method there shows it in the viewer and the overall panel.
     """
 
     def __init__(self, model, query, reference, *, method: str = "decomposition", cmap: str | None = None,
-                 alpha: float = 0.5, size: int = 320, reading: str = "contribution", panel_size: int = 200):
+                 alpha: float = 0.5, size: int = 320, reading: str = "contribution", panel_size: int = 200,
+                 comparison: bool | dict = False):
+        comparison = self._check_comparison(comparison)
         viewer = PairViewer(model, query, reference, method=method, cmap=cmap, alpha=alpha, size=size,
                             reading=reading, state=HoverState())
-        self._compose(viewer, panel_size)
+        self._compose(viewer, panel_size, comparison)
 
     @classmethod
     def from_explanation(cls, explanation: PairExplanation, *, model=None, cmap: str | None = None,
                          alpha: float = 0.5, size: int = 320, reading: str = "contribution",
-                         panel_size: int = 200) -> "PairExplorer":
+                         panel_size: int = 200, comparison: bool | dict = False) -> "PairExplorer":
+        comparison = cls._check_comparison(comparison)
         viewer = PairViewer.from_explanation(explanation, model=model, cmap=cmap, alpha=alpha, size=size,
                                              reading=reading, state=HoverState())
         explorer = cls.__new__(cls)
-        explorer._compose(viewer, panel_size)
+        explorer._compose(viewer, panel_size, comparison)
         return explorer
 
-    def _compose(self, viewer: PairViewer, panel_size: int) -> None:
+    @staticmethod
+    def _check_comparison(comparison) -> dict | None:
+        if comparison is False or comparison is None:
+            return None
+        if comparison is True:
+            return {}
+        if isinstance(comparison, dict):
+            return dict(comparison)
+        raise TypeError(f"comparison is {comparison!r}; expected True, False or a dict of comparison-panel options")
+
+    def _compose(self, viewer: PairViewer, panel_size: int, comparison: dict | None = None) -> None:
         self.viewer = viewer
         self.state = viewer.state
         self.panel = OverallPanel(viewer.explanation, state=viewer.state, cmap=viewer.cmap,
                                   alpha=viewer.alpha, size=panel_size)
+        self.comparison = None
+        if comparison is not None:
+            self.comparison = MethodComparisonPanel.for_viewer(viewer, **comparison)
         self._closed = False
         self._links = [traitlets.dlink((viewer, name), (self.panel, name))
                        for name in ("explanation", "cmap", "alpha")]
-        super().__init__(children=[viewer, self.panel])
+        if self.comparison is not None:
+            self._links += [traitlets.dlink((viewer, name), (self.comparison, name)) for name in ("cmap", "alpha")]
+        children = [viewer, self.panel] + ([self.comparison] if self.comparison is not None else [])
+        super().__init__(children=children)
         self.add_class("simviz-pair-explorer")
 
     @property
@@ -70,6 +94,8 @@ class PairExplorer(widgets.VBox):
             link.unlink()
         self.viewer.close()
         self.panel.close()
+        if self.comparison is not None:
+            self.comparison.close()
         super().close()
 
     def to_figure(self, **kwargs):

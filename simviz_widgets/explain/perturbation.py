@@ -1,0 +1,389 @@
+"""Black-box saliency for a similarity: RISE and sliding-window occlusion (METHODS.md §6).
+
+Both perturb one image, embed every perturbed copy (in batches, under ``torch.no_grad``) and score
+it against the other image's *unperturbed* embedding. They need hundreds to thousands of forward
+passes, so they show a ``tqdm.auto`` progress bar (``show_progress=``) and can be cancelled between
+batches (``cancel=``: a callable returning True, or a ``threading.Event``). A cancelled run raises
+:class:`ExplanationCancelled`, whose ``partial`` attribute holds the explanation from the batches
+done so far (``info['cancelled'] = True``, ``info['passes_done']``): a cancelled run never looks
+like a finished one, and the work done is not lost.
+
+Maps are at the model's input pixel grid (H, W) — the display image's size — not at feature
+resolution: the perturbations are defined on pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..adapters import SimilarityModel
+from ..images import PreparedImage
+from .base import Explainer, PairExplanation, register_method
+from .gradients import check_bool, check_choice, check_int
+
+__all__ = ["RISE", "SlidingWindow", "RiseMasks", "ExplanationCancelled", "sliding_windows"]
+
+SIMILARITIES = ("cosine", "model")
+
+# Perturbed batches are handed to the network channels-last: on CPU, oneDNN's convolutions (the
+# depthwise ones especially) run faster on batches in that layout (benchmarks/bench_methods.py).
+CHANNELS_LAST = True
+
+
+def _embed_batch(model: SimilarityModel, batch: torch.Tensor) -> torch.Tensor:
+    if CHANNELS_LAST:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():  # scores only: no autograd bookkeeping at all
+        return model.embed_tensor(batch)
+
+
+class ExplanationCancelled(RuntimeError):
+    """The computation was cancelled; ``partial`` is the explanation from the work done so far."""
+
+    def __init__(self, message: str, partial: PairExplanation):
+        super().__init__(message)
+        self.partial = partial
+
+
+class RiseMasks:
+    """``count`` RISE masks for an image of ``size`` = (H, W), fully determined by the arguments.
+
+    Mask n: an ``grid x grid`` binary grid (each cell kept with probability ``keep``), upsampled
+    bilinearly to ``(grid + 1) * ceil(H / grid)`` x ``(grid + 1) * ceil(W / grid)``, shifted by a
+    random offset in ``[0, ceil(H / grid))`` x ``[0, ceil(W / grid))`` and cropped to H x W
+    (Petsiuk et al., RISE, BMVC 2018). Only the binary grids and shifts are stored; :meth:`batch`
+    builds masks on demand, so any batch size gives the same masks.
+    """
+
+    def __init__(self, count: int, size: tuple[int, int], *, grid: int = 8, keep: float = 0.5, seed: int = 0):
+        self.count = int(count)
+        self.size = (int(size[0]), int(size[1]))
+        self.grid = int(grid)
+        self.keep = float(keep)
+        self.cell_size = (math.ceil(self.size[0] / self.grid), math.ceil(self.size[1] / self.grid))
+        # One row of uniforms per mask (its cells, then its shift), drawn in order: the first k masks
+        # are the same whatever ``count`` is, so a cancelled run equals a shorter run.
+        uniforms = np.random.default_rng(seed).random((self.count, self.grid * self.grid + 2))
+        self.cells = (uniforms[:, :-2] < self.keep).reshape(self.count, self.grid, self.grid)
+        self.shifts = np.floor(uniforms[:, -2:] * np.asarray(self.cell_size)).astype(np.int64)
+        self.upsampled_size = ((self.grid + 1) * self.cell_size[0], (self.grid + 1) * self.cell_size[1])
+
+    def __len__(self) -> int:
+        return self.count
+
+    def batch(self, start: int, stop: int) -> torch.Tensor:
+        """Masks ``start .. stop - 1`` as a float32 tensor (b, 1, H, W) in [0, 1]."""
+        cells = torch.from_numpy(self.cells[start:stop].astype(np.float32))[:, None]
+        # Clamped: bilinear weights can overshoot 1 by a rounding error.
+        up = F.interpolate(cells, size=self.upsampled_size, mode="bilinear", align_corners=False).clamp_(0, 1)
+        H, W = self.size
+        out = torch.empty((cells.shape[0], 1, H, W), dtype=torch.float32)
+        for k, (r, c) in enumerate(self.shifts[start:stop]):
+            out[k] = up[k, :, r : r + H, c : c + W]
+        return out
+
+
+def sliding_windows(size: tuple[int, int], window: int, stride: int) -> list[tuple[int, int]]:
+    """Top-left corners (row, col) of square windows covering every pixel of ``size``: a regular
+    grid with ``stride``, plus a last row / column flush with the far edge when the grid misses it."""
+    def starts(n):
+        s = list(range(0, n - window + 1, stride))
+        if s[-1] != n - window:
+            s.append(n - window)
+        return s
+
+    return [(r, c) for r in starts(size[0]) for c in starts(size[1])]
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def _is_cancelled(cancel) -> bool:
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    return bool(cancel())
+
+
+def _scorer(model: SimilarityModel, similarity: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if similarity == "cosine":
+        return lambda g, ref: F.cosine_similarity(g, ref.expand_as(g), dim=-1, eps=1e-12)
+    return lambda g, ref: model.score_embeddings(g, ref.expand_as(g))
+
+
+class _PerturbationMethod(Explainer):
+    """Common options, validation and the query / reference loop of RISE and sliding window."""
+
+    common_options = {
+        "both": (False, "False: perturb the query only (reference map not computed, zeros); True: "
+                        "also explain the reference by perturbing it with the query fixed"),
+        "similarity": ("cosine", "'cosine' (the paper) or 'model' (the model's own metric) for scoring"),
+        "batch_size": (8, "perturbed images per forward pass (CPU: small batches keep activations in cache)"),
+        "show_progress": (True, "tqdm progress bar"),
+        "cancel": (None, "callable returning True, or a threading.Event, checked between batches"),
+    }
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        check_bool(self.name, "both", self.config["both"])
+        check_bool(self.name, "show_progress", self.config["show_progress"])
+        check_choice(self.name, "similarity", self.config["similarity"], SIMILARITIES)
+        check_int(self.name, "batch_size", self.config["batch_size"])
+        cancel = self.config["cancel"]
+        if cancel is not None and not (callable(cancel) or hasattr(cancel, "is_set")):
+            raise TypeError(
+                f"{self.name}: option cancel={cancel!r} must be None, a callable returning True to "
+                "stop, or a threading.Event"
+            )
+
+    # Subclasses: forward passes needed for an image of a size, and the saliency of one image.
+    def _passes(self, size: tuple[int, int]) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _explain_image(self, model, x, other_embedding, score_fn, bar, cancel) -> tuple[torch.Tensor, dict, bool]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def compute(self, model: SimilarityModel, query: PreparedImage, reference: PreparedImage) -> PairExplanation:
+        from tqdm.auto import tqdm
+
+        both = self.config["both"]
+        cancel = self.config["cancel"]
+        score_fn = _scorer(model, self.config["similarity"])
+        for label, prepared in (("query", query), ("reference", reference)):
+            self._check_size(label, prepared.tensor.shape[-2:])
+        with torch.no_grad():
+            gq = model.embed_tensor(query.tensor)
+            gr = model.embed_tensor(reference.tensor)
+        score = float(model.score_embeddings(gq, gr)[0])
+        total = self._passes(query.tensor.shape[-2:]) + (self._passes(reference.tensor.shape[-2:]) if both else 0)
+        info = dict(model.describe())
+        info.update({k: v for k, v in self.config.items() if k not in ("cancel", "show_progress")})
+        info["map_resolution"] = "input pixels (H, W), the display image's size"
+        info["perturbed"] = "query and reference, each with the other fixed" if both else "query only"
+        info["cancelled"] = False
+        maps = {"query": torch.zeros(query.tensor.shape[-2:], dtype=torch.float64),
+                "reference": torch.zeros(reference.tensor.shape[-2:], dtype=torch.float64)}
+        done_total = 0
+        cancelled = False
+        bar = tqdm(total=total, desc=self.name, unit="pass", disable=not self.config["show_progress"],
+                   leave=False)
+        try:
+            jobs = [("query", query, gr)] + ([("reference", reference, gq)] if both else [])
+            for label, prepared, other in jobs:
+                saliency, details, cancelled = self._explain_image(
+                    model, prepared.tensor, other, score_fn, bar, cancel
+                )
+                maps[label] = saliency
+                info[label] = details
+                done_total += details["passes_done"]
+                if cancelled:
+                    break
+        finally:
+            bar.close()
+        if not both:
+            info["reference"] = {"note": "not computed (both=False): the reference map is zeros"}
+        info.setdefault("reference", {"note": "not computed (cancelled first): the reference map is zeros"})
+        info["passes_done"] = done_total
+        result = PairExplanation(
+            method=self.name,
+            score=score,
+            query=query.display,
+            reference=reference.display,
+            query_map=maps["query"].float().numpy(),
+            reference_map=maps["reference"].float().numpy(),
+            signed=self.signed,
+            metric=model.metric,
+            info=info,
+        )
+        if cancelled:
+            info["cancelled"] = True
+            raise ExplanationCancelled(
+                f"{self.name} was cancelled after {done_total} of {total} forward passes; the partial "
+                "result is in the exception's .partial", result
+            )
+        return result
+
+    def _check_size(self, label, size):
+        """Subclasses: raise a clear error when an option does not fit the image size."""
+
+
+@register_method("rise")
+class RISE(_PerturbationMethod):
+    """RISE saliency for a similarity, SANE's generator (Plummer, Vasileva, Petsiuk, Saenko,
+    Forsyth, "Why do These Match? Explaining the Behavior of Image Similarity Models", ECCV 2020,
+    arXiv 1905.10797; RISE: Petsiuk, Das, Saenko, BMVC 2018, arXiv 1806.07421).
+
+    For masks M_n (see :class:`RiseMasks`: ``masks`` of them, ``grid`` x ``grid`` cells kept with
+    probability ``keep``, seeded by ``seed``), the query is perturbed in normalised space,
+    ``X_n = X * M_n`` (0 = the normalisation mean colour), scored ``s_n = cos(embed(X_n), g_Y)``
+    with the reference embedding fixed ("query only", the paper's better variant), and
+    ``saliency = sum_n s_n M_n / sum_n M_n`` at every input pixel.
+
+    ``both=False`` (default): only the query is perturbed; the reference map is zeros (not
+    computed; ``info['reference']`` says so). ``both=True``: the reference is explained the same way,
+    perturbing Y (same mask parameters, at Y's size) against the fixed, unperturbed g_X — two
+    separate "query only" explanations, twice the passes. The two images are never perturbed at
+    the same time.
+
+    Deviations: masks are upsampled with torch's bilinear interpolation (half-pixel centres, edge
+    clamping) rather than scikit-image's reflect mode; ``similarity='model'`` scores with the
+    model's own metric instead of cosine. Maps are at input resolution (H, W), signed=False (each
+    pixel's value is the expected score when it is visible).
+    """
+
+    paper = ("Plummer et al. Why do These Match? Explaining the Behavior of Image Similarity Models. "
+             "ECCV 2020 (arXiv 1905.10797); Petsiuk et al. RISE. BMVC 2018")
+    signed = False
+    options = {
+        "masks": (2000, "number of random masks"),
+        "grid": (8, "cells per side of the binary grid"),
+        "keep": (0.5, "probability that a cell is kept"),
+        "seed": (0, "seed of the masks"),
+        **_PerturbationMethod.common_options,
+    }
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        check_int(self.name, "masks", self.config["masks"])
+        check_int(self.name, "grid", self.config["grid"])
+        check_int(self.name, "seed", self.config["seed"], minimum=0)
+        keep = self.config["keep"]
+        if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
+            raise ValueError(f"rise: option keep={keep!r} must be a probability in (0, 1]")
+
+    def _check_size(self, label, size):
+        if self.config["grid"] > min(size):
+            raise ValueError(
+                f"rise: grid={self.config['grid']} cells is finer than the {label} image "
+                f"({size[0]}x{size[1]} px); use a grid of at most {min(size)}"
+            )
+
+    def _passes(self, size):
+        return self.config["masks"]
+
+    def masks_for(self, size: tuple[int, int]) -> RiseMasks:
+        c = self.config
+        return RiseMasks(c["masks"], tuple(size), grid=c["grid"], keep=float(c["keep"]), seed=c["seed"])
+
+    def _explain_image(self, model, x, other_embedding, score_fn, bar, cancel):
+        masks = self.masks_for(x.shape[-2:])
+        batch = self.config["batch_size"]
+        num = torch.zeros(masks.size, dtype=torch.float64)
+        den = torch.zeros(masks.size, dtype=torch.float64)
+        scores = []
+        cancelled = False
+        for start in range(0, len(masks), batch):
+            if _is_cancelled(cancel):
+                cancelled = True
+                break
+            m = masks.batch(start, min(start + batch, len(masks)))
+            s = score_fn(_embed_batch(model, x * m), other_embedding).double()
+            # Mask by mask, in order, so the sums do not depend on the batch size.
+            for k in range(m.shape[0]):
+                mk = m[k, 0].double()
+                num.add_(mk, alpha=float(s[k]))
+                den.add_(mk)
+            scores.append(s)
+            bar.update(m.shape[0])
+        scores = torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64)
+        saliency = torch.where(den > 0, num / den.clamp_min(1e-12), torch.zeros_like(num))
+        details = {"passes_done": int(scores.shape[0]), "mask_scores": scores.numpy(),
+                   "mean_score": float(scores.mean()) if scores.numel() else float("nan")}
+        return saliency, details, cancelled
+
+
+@register_method("sliding_window")
+class SlidingWindow(_PerturbationMethod):
+    """Sliding-window occlusion saliency for a similarity, SANE's second generator (Plummer et al.,
+    "Why do These Match?", ECCV 2020, arXiv 1905.10797; occlusion: Zeiler & Fergus, ECCV 2014).
+
+    A square occluder of ``window`` pixels filled with ``fill`` (in normalised space: 0 is the
+    normalisation mean colour; a float or one value per channel) moves over the query with
+    ``stride`` (plus a last row / column flush with the far edge so every pixel is covered). For each
+    window w, ``s_w = cos(embed(X occluded by w), g_Y)`` with the reference fixed, and
+    ``saliency(x) = mean over windows covering x of (s_0 - s_w)``, s_0 the unoccluded score under
+    the same similarity. Positive = covering the pixel lowers the similarity; signed.
+
+    ``both`` as for RISE: False perturbs only the query (reference map zeros, not computed); True
+    also explains the reference by occluding it against the fixed g_X.
+
+    Deviations: the extra edge-flush windows (so no pixel is left without a value);
+    ``similarity='model'`` scores with the model's own metric instead of cosine. Maps are at input
+    resolution (H, W).
+    """
+
+    paper = ("Plummer et al. Why do These Match? Explaining the Behavior of Image Similarity Models. "
+             "ECCV 2020 (arXiv 1905.10797)")
+    signed = True
+    options = {
+        "window": (32, "occluder side in input pixels"),
+        "stride": (16, "step of the occluder in input pixels"),
+        "fill": (0.0, "occluder value in normalised space (0 = mean colour), float or 3 per channel"),
+        **_PerturbationMethod.common_options,
+    }
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        check_int(self.name, "window", self.config["window"])
+        check_int(self.name, "stride", self.config["stride"])
+        fill = self.config["fill"]
+        values = np.atleast_1d(np.asarray(fill, dtype=object))
+        ok = values.ndim == 1 and len(values) in (1, 3) and all(
+            isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
+            and np.isfinite(float(v)) for v in values
+        )
+        if not ok:
+            raise ValueError(
+                f"sliding_window: option fill={fill!r} must be a finite number or three numbers (one "
+                "per channel), in the model's normalised input space"
+            )
+        self._fill = torch.tensor([float(v) for v in values], dtype=torch.float32).reshape(-1, 1, 1)
+
+    def _check_size(self, label, size):
+        if self.config["window"] > min(size):
+            raise ValueError(
+                f"sliding_window: window={self.config['window']} px is larger than the {label} image "
+                f"({size[0]}x{size[1]} px)"
+            )
+
+    def _passes(self, size):
+        return len(sliding_windows(tuple(size), self.config["window"], self.config["stride"]))
+
+    def _explain_image(self, model, x, other_embedding, score_fn, bar, cancel):
+        H, W = x.shape[-2:]
+        win = self.config["window"]
+        positions = sliding_windows((H, W), win, self.config["stride"])
+        batch = self.config["batch_size"]
+        with torch.no_grad():
+            base = float(score_fn(model.embed_tensor(x), other_embedding)[0])
+        total = torch.zeros((H, W), dtype=torch.float64)
+        count = torch.zeros((H, W), dtype=torch.float64)
+        scores = []
+        cancelled = False
+        fill = self._fill.to(x.dtype)
+        for start in range(0, len(positions), batch):
+            if _is_cancelled(cancel):
+                cancelled = True
+                break
+            chunk = positions[start : start + batch]
+            occluded = x.repeat(len(chunk), 1, 1, 1)
+            for k, (r, c) in enumerate(chunk):
+                occluded[k, :, r : r + win, c : c + win] = fill
+            s = score_fn(_embed_batch(model, occluded), other_embedding).double()
+            for k, (r, c) in enumerate(chunk):
+                total[r : r + win, c : c + win] += base - float(s[k])
+                count[r : r + win, c : c + win] += 1
+            scores.append(s)
+            bar.update(len(chunk))
+        scores = torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64)
+        saliency = torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total))
+        details = {"passes_done": int(scores.shape[0]), "window_scores": scores.numpy(),
+                   "positions": np.asarray(positions[: scores.shape[0]], dtype=np.int64).reshape(-1, 2),
+                   "baseline_score": base}
+        return saliency, details, cancelled
