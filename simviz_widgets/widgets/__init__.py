@@ -1,9 +1,11 @@
-"""Jupyter widgets: the pair viewer, the overall-map panel and the explorer composing them.
+"""Jupyter widgets: the pair viewer, the overall-map, method-comparison and attribute panels, and
+the explorer composing them.
 
 They share one :class:`HoverState` (hovered point, pins). Widgets know explanations and
 renderings, never torch: the model runs only when a pair, model or method is set.
 """
 
+from .attribute_panel import AttributePanel
 from .comparison_panel import MethodComparisonPanel
 from .explorer import PairExplorer
 from .overall_panel import OverallPanel
@@ -11,4 +13,4 @@ from .pair_viewer import PairViewer
 from .state import PIN_COLOURS, HoverState, Pin
 
 __all__ = ["PairViewer", "OverallPanel", "PairExplorer", "HoverState", "Pin", "PIN_COLOURS"]
-__all__ += ["MethodComparisonPanel"]
+__all__ += ["MethodComparisonPanel", "AttributePanel"]

@@ -573,12 +573,7 @@ class MethodComparisonPanel(widgets.VBox):
 
     @staticmethod
     def _viewer_inputs(viewer) -> tuple:
-        # The viewer keeps the images it was given; re-preparing its display images would resize
-        # and crop them a second time.
-        inputs = getattr(viewer, "_inputs", None)
-        if inputs is not None:
-            return inputs
-        return viewer.explanation.query, viewer.explanation.reference
+        return viewer.inputs
 
     def _set_pair(self, query, reference, *, query_mask, reference_mask, mapping, fast_here: bool) -> None:
         from ..evaluate import display_mapping, mask_to_display

@@ -1,5 +1,5 @@
 """``PairExplorer``: the pair viewer with its overall-map panel (and, on request, the
-method-comparison panel), sharing one hover/pin state."""
+method-comparison panel and the attribute panel), sharing one hover/pin state."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import ipywidgets as widgets
 import traitlets
 
 from ..explain.base import PairExplanation
+from .attribute_panel import AttributePanel
 from .comparison_panel import MethodComparisonPanel
 from .overall_panel import OverallPanel
 from .pair_viewer import PairViewer
@@ -25,25 +26,31 @@ class PairExplorer(widgets.VBox):
     ``comparison``: True (or a dict of :meth:`MethodComparisonPanel.for_viewer` options, e.g.
     ``{"methods": [...], "method_options": {...}}``) adds the method-comparison panel below;
     clicking a method there shows it in the viewer and the overall panel.
+    ``attributes``: an AttributePredictor trained on the model (or a dict with ``predictor`` and
+    :meth:`AttributePanel.for_viewer` options such as ``weights``, ``sides``) adds the attribute
+    panel beside the viewer; clicking an attribute shows its maps in the viewer and overall panel.
     """
 
     def __init__(self, model, query, reference, *, method: str = "decomposition", cmap: str | None = None,
                  alpha: float = 0.5, size: int = 320, reading: str = "contribution", panel_size: int = 200,
-                 comparison: bool | dict = False):
+                 comparison: bool | dict = False, attributes=None):
         comparison = self._check_comparison(comparison)
+        attributes = self._check_attributes(attributes)
         viewer = PairViewer(model, query, reference, method=method, cmap=cmap, alpha=alpha, size=size,
                             reading=reading, state=HoverState())
-        self._compose(viewer, panel_size, comparison)
+        self._compose(viewer, panel_size, comparison, attributes)
 
     @classmethod
     def from_explanation(cls, explanation: PairExplanation, *, model=None, cmap: str | None = None,
                          alpha: float = 0.5, size: int = 320, reading: str = "contribution",
-                         panel_size: int = 200, comparison: bool | dict = False) -> "PairExplorer":
+                         panel_size: int = 200, comparison: bool | dict = False,
+                         attributes=None) -> "PairExplorer":
         comparison = cls._check_comparison(comparison)
+        attributes = cls._check_attributes(attributes)
         viewer = PairViewer.from_explanation(explanation, model=model, cmap=cmap, alpha=alpha, size=size,
                                              reading=reading, state=HoverState())
         explorer = cls.__new__(cls)
-        explorer._compose(viewer, panel_size, comparison)
+        explorer._compose(viewer, panel_size, comparison, attributes)
         return explorer
 
     @staticmethod
@@ -56,7 +63,23 @@ class PairExplorer(widgets.VBox):
             return dict(comparison)
         raise TypeError(f"comparison is {comparison!r}; expected True, False or a dict of comparison-panel options")
 
-    def _compose(self, viewer: PairViewer, panel_size: int, comparison: dict | None = None) -> None:
+    @staticmethod
+    def _check_attributes(attributes) -> dict | None:
+        if attributes is None:
+            return None
+        from ..attributes import AttributePredictor
+
+        if isinstance(attributes, AttributePredictor):
+            return {"predictor": attributes}
+        if isinstance(attributes, dict) and isinstance(attributes.get("predictor"), AttributePredictor):
+            return dict(attributes)
+        raise TypeError(
+            f"attributes is {type(attributes).__name__}; expected an AttributePredictor or a dict with "
+            "'predictor' and attribute-panel options"
+        )
+
+    def _compose(self, viewer: PairViewer, panel_size: int, comparison: dict | None = None,
+                 attributes: dict | None = None) -> None:
         self.viewer = viewer
         self.state = viewer.state
         self.panel = OverallPanel(viewer.explanation, state=viewer.state, cmap=viewer.cmap,
@@ -69,7 +92,13 @@ class PairExplorer(widgets.VBox):
                        for name in ("explanation", "cmap", "alpha")]
         if self.comparison is not None:
             self._links += [traitlets.dlink((viewer, name), (self.comparison, name)) for name in ("cmap", "alpha")]
-        children = [viewer, self.panel] + ([self.comparison] if self.comparison is not None else [])
+        self.attributes = None
+        top_row = viewer
+        if attributes is not None:
+            options = dict(attributes)
+            self.attributes = AttributePanel.for_viewer(viewer, options.pop("predictor"), **options)
+            top_row = widgets.HBox([viewer, self.attributes])
+        children = [top_row, self.panel] + ([self.comparison] if self.comparison is not None else [])
         super().__init__(children=children)
         self.add_class("simviz-pair-explorer")
 
@@ -96,6 +125,8 @@ class PairExplorer(widgets.VBox):
         self.panel.close()
         if self.comparison is not None:
             self.comparison.close()
+        if self.attributes is not None:
+            self.attributes.close()
         super().close()
 
     def to_figure(self, **kwargs):

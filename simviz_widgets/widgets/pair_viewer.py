@@ -290,6 +290,13 @@ class PairViewer(widgets.VBox):
     def model(self):
         return self._model
 
+    @property
+    def inputs(self) -> tuple:
+        """The (query, reference) images as given (or the explanation's display images when the
+        viewer was made from an explanation): panels re-run models on these, because re-preparing
+        the display images would resize and crop them a second time."""
+        return self._inputs or (self.explanation.query, self.explanation.reference)
+
     def set_explanation(self, explanation: PairExplanation) -> None:
         """Show another explanation. Pins stay if both display images keep their sizes."""
         check_explanation(explanation)
@@ -307,7 +314,7 @@ class PairViewer(widgets.VBox):
                 "set_pair needs a model, and this viewer has none (it was made from an explanation); "
                 "call set_model(model) first or use set_explanation(explanation)"
             )
-        explanation = self._explain(self._model, query, reference, self.method_dropdown.value)
+        explanation = self._explain(self._model, query, reference, self._recompute_method())
         self._inputs = (query, reference)
         self.unhover()
         self.state.clear_pins()
@@ -318,7 +325,7 @@ class PairViewer(widgets.VBox):
         if model is None:
             raise ValueError("model is None; expected a SimilarityModel or torch module")
         query, reference = self._inputs or (self.explanation.query, self.explanation.reference)
-        method = self.method_dropdown.value
+        method = self._recompute_method()
         from ..explain import get_method
 
         get_method(method)  # a known method, or a clear error before running anything
@@ -489,15 +496,23 @@ class PairViewer(widgets.VBox):
         both = np.concatenate([exp.query_map.ravel(), exp.reference_map.ravel()])[None]
         _, lo, hi = normalize_map(both, mode=mode)
         self._overall_limits = (lo, hi)
-        if exp.method in self.method_dropdown.options:
-            self._set_quietly(self.method_dropdown, exp.method)
-        else:
-            self._syncing = True
-            try:
-                self.method_dropdown.options = (*self.method_dropdown.options, exp.method)
-                self.method_dropdown.value = exp.method
-            finally:
-                self._syncing = False
+        from ..explain import list_methods
+
+        registered = set(list_methods())
+        if exp.method in registered:
+            self._last_method = exp.method
+        # A method outside the registry (e.g. an attribute's maps from the attribute panel) is in
+        # the menu only while it is displayed, so the menu does not grow.
+        options = tuple(m for m in self.method_dropdown.options if m in registered)
+        if exp.method not in options:
+            options = (*options, exp.method)
+        self._syncing = True
+        try:
+            if options != tuple(self.method_dropdown.options):
+                self.method_dropdown.options = options
+            self.method_dropdown.value = exp.method
+        finally:
+            self._syncing = False
         self._photos = {s: photo_rgba(exp.query if s == "query" else exp.reference, self._geometry[s].canvas)
                         for s in SOURCES}
         self._matches = {pin: self._best_match(pin) for pin in self.state.pins}
@@ -552,6 +567,16 @@ class PairViewer(widgets.VBox):
             self.status_label.value = f"<span style='color:#b00'>method {change['new']!r} failed: {error}</span>"
             return
         self.set_explanation(explanation)
+
+    def _recompute_method(self) -> str:
+        """The method a new pair or model is explained with: the menu's, unless it shows maps from
+        outside the registry (an attribute's), then the last registered one."""
+        from ..explain import list_methods
+
+        value = self.method_dropdown.value
+        if value in list_methods():
+            return value
+        return getattr(self, "_last_method", None) or "decomposition"
 
     def _set_quietly(self, widget, value) -> None:
         self._syncing = True

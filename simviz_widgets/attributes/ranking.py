@@ -1,0 +1,183 @@
+"""Which attribute explains a match: SANE's ranking (METHODS.md §7).
+
+For a pair (query X, reference Y) each attribute a gets three components in [0, 1]:
+
+* ``confidence``: the predictor's confidence that X has a (``sides="both"``: the geometric mean of
+  the confidences on X and on Y — not in the paper: an attribute that explains a match should be
+  on both images);
+* ``agreement``: ``1 - |softmax(map_a) - s|_2 / sqrt(2)`` where ``s`` is the pair's saliency
+  distribution on X (positive part of the saliency map, normalised; ``sides="both"`` averages X's
+  and Y's); ``sqrt(2)`` is the largest distance between two distributions, so 1 = same place;
+* ``prior``: the explanation-suitability prior of a (:mod:`.concepts`), stored in the predictor
+  (0.5 for every attribute if none was fitted).
+
+``score = sum_k weights[k] * component_k``; weights are options (default 1 each).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..adapters import SimilarityModel
+from ..explain import PairExplanation, explain
+from .predictor import AttributePredictor
+from .saliency import saliency_distribution
+
+__all__ = ["explain_attributes", "AttributeScore", "AttributeRanking", "COMPONENTS", "DEFAULT_WEIGHTS",
+           "rank_components"]
+
+COMPONENTS = ("confidence", "agreement", "prior")
+DEFAULT_WEIGHTS = {"confidence": 1.0, "agreement": 1.0, "prior": 1.0}
+SIDES = ("query", "both")
+
+
+@dataclass(frozen=True, eq=False)
+class AttributeScore:
+    """One ranked attribute: ``score`` = weighted sum of ``components``; activation maps (h, w)
+    float32 in [0, 1] (sigmoid of the predictor's logits) on both images."""
+
+    attribute: str
+    score: float
+    components: dict
+    weighted: dict
+    query_map: np.ndarray
+    reference_map: np.ndarray
+
+    def to_explanation(self, base: PairExplanation) -> PairExplanation:
+        """The attribute's maps as a PairExplanation over ``base``'s pair (keeps ``base``'s
+        point-to-point part when the grids agree, so hovering still works in a viewer)."""
+        same_grid = (base.point_to_point is not None
+                     and base.point_to_point.query_grid == self.query_map.shape
+                     and base.point_to_point.reference_grid == self.reference_map.shape)
+        return PairExplanation(
+            method=f"attribute:{self.attribute}", score=base.score, query=base.query, reference=base.reference,
+            query_map=self.query_map, reference_map=self.reference_map, signed=False, metric=base.metric,
+            point_to_point=base.point_to_point if same_grid else None,
+            info={"attribute": self.attribute, "components": dict(self.components), "base_method": base.method},
+        )
+
+
+class AttributeRanking(list):
+    """A list of :class:`AttributeScore`, best first, with the pair's ``explanation`` (the saliency
+    used), the ``weights`` and ``sides``."""
+
+    def __init__(self, items, *, explanation: PairExplanation, weights: dict, sides: str):
+        super().__init__(items)
+        self.explanation = explanation
+        self.weights = dict(weights)
+        self.sides = sides
+
+    @property
+    def attributes(self) -> list[str]:
+        return [s.attribute for s in self]
+
+    def get(self, attribute: str) -> AttributeScore:
+        for s in self:
+            if s.attribute == attribute:
+                return s
+        raise KeyError(f"attribute {attribute!r} is not in the ranking; known: {self.attributes}")
+
+    def __repr__(self) -> str:
+        rows = ", ".join(f"{s.attribute}={s.score:.3f}" for s in self[:5])
+        more = ", ..." if len(self) > 5 else ""
+        return f"AttributeRanking([{rows}{more}], sides={self.sides!r})"
+
+
+def _check_weights(weights) -> dict:
+    if weights is None:
+        return dict(DEFAULT_WEIGHTS)
+    if not isinstance(weights, dict):
+        raise TypeError(f"weights is {type(weights).__name__}; expected a dict over {COMPONENTS}")
+    unknown = sorted(set(weights) - set(COMPONENTS))
+    if unknown:
+        raise ValueError(f"weights has unknown component(s) {unknown}; expected keys among {COMPONENTS}")
+    out = dict(DEFAULT_WEIGHTS)
+    for k, v in weights.items():
+        if not (isinstance(v, (int, float)) and math.isfinite(v)):
+            raise ValueError(f"weights[{k!r}] is {v!r}; expected a finite number")
+        out[k] = float(v)
+    return out
+
+
+def _to_grid(saliency: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(saliency, np.float32))[None, None]
+    if tuple(t.shape[2:]) != tuple(grid):
+        t = torch.nn.functional.interpolate(t, size=grid, mode="bilinear", align_corners=False)
+    return t[:, 0]
+
+
+def rank_components(confidence_q, confidence_r, maps_q, maps_r, saliency_q, saliency_r, prior, *,
+                    sides: str = "query") -> dict:
+    """The three components (K,) from predictor outputs and saliency maps (pure arrays, for
+    batched evaluation): confidences (K,) in [0, 1], logit maps (K, h, w), saliency maps (h', w')."""
+    grid = tuple(maps_q.shape[1:])
+    soft_q = torch.softmax(torch.as_tensor(maps_q).flatten(1), dim=1)
+    sq = saliency_distribution(_to_grid(saliency_q, grid))[0]
+    agree = 1.0 - (soft_q - sq).norm(dim=1).numpy() / math.sqrt(2.0)
+    conf = np.asarray(confidence_q, np.float64)
+    if sides == "both":
+        soft_r = torch.softmax(torch.as_tensor(maps_r).flatten(1), dim=1)
+        sr = saliency_distribution(_to_grid(saliency_r, tuple(maps_r.shape[1:])))[0]
+        agree = 0.5 * (agree + 1.0 - (soft_r - sr).norm(dim=1).numpy() / math.sqrt(2.0))
+        conf = np.sqrt(conf * np.asarray(confidence_r, np.float64))
+    return {"confidence": conf, "agreement": np.asarray(agree, np.float64),
+            "prior": np.asarray(prior, np.float64)}
+
+
+def explain_attributes(model: SimilarityModel, predictor: AttributePredictor, query, reference, *,
+                       weights: dict | None = None, sides: str = "query", saliency="decomposition",
+                       top: int | None = None, **saliency_options) -> AttributeRanking:
+    """Rank the predictor's attributes by how well each explains why ``model`` matches the pair.
+
+    ``saliency``: an explanation method name (default 'decomposition': exact and one forward pass per
+    image; 'rise' and others work too, with ``saliency_options``) or a ready PairExplanation of this
+    pair. Returns an :class:`AttributeRanking`, best first (``top`` keeps the first ``top``).
+    """
+    if not isinstance(model, SimilarityModel):
+        raise TypeError(f"model is {type(model).__name__}; expected a SimilarityModel")
+    if not isinstance(predictor, AttributePredictor):
+        raise TypeError(f"predictor is {type(predictor).__name__}; expected an AttributePredictor")
+    if sides not in SIDES:
+        raise ValueError(f"sides is {sides!r}; expected one of {SIDES}")
+    if top is not None and (not isinstance(top, int) or top < 1):
+        raise ValueError(f"top is {top!r}; expected a positive integer or None")
+    w = _check_weights(weights)
+    q = model.prepare(query, name="query")
+    r = model.prepare(reference, name="reference")
+    with torch.no_grad():
+        feats = model.features(torch.cat([q.tensor, r.tensor]))
+    if feats.shape[1] != predictor.conv.in_channels:
+        raise ValueError(
+            f"the predictor expects {predictor.conv.in_channels} feature channels; {model.name} gives "
+            f"{feats.shape[1]} (was it trained on this model?)"
+        )
+    with torch.no_grad():
+        maps, conf = predictor(feats)
+    conf = torch.sigmoid(conf).numpy()
+    if isinstance(saliency, PairExplanation):
+        base = saliency
+    elif isinstance(saliency, str):
+        base = explain(model, q, r, method=saliency, **saliency_options)
+    else:
+        raise TypeError(f"saliency is {type(saliency).__name__}; expected a method name or a PairExplanation")
+    comps = rank_components(conf[0], conf[1], maps[0].numpy(), maps[1].numpy(), base.query_map,
+                            base.reference_map, predictor.prior.numpy(), sides=sides)
+    total = sum(w[k] * comps[k] for k in COMPONENTS)
+    activation = torch.sigmoid(maps).numpy().astype(np.float32)
+    order = np.argsort(-total, kind="stable")
+    if top is not None:
+        order = order[:top]
+    items = [
+        AttributeScore(
+            attribute=predictor.names[k], score=float(total[k]),
+            components={c: float(comps[c][k]) for c in COMPONENTS},
+            weighted={c: float(w[c] * comps[c][k]) for c in COMPONENTS},
+            query_map=activation[0, k], reference_map=activation[1, k],
+        )
+        for k in order
+    ]
+    return AttributeRanking(items, explanation=base, weights=w, sides=sides)
