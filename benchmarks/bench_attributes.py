@@ -25,7 +25,7 @@ import torch
 
 from simviz_widgets.adapters import SimilarityModel
 from simviz_widgets.attributes import (
-    COMPONENTS, decomposition_maps, fit_attribute_predictor, fit_concept_vectors, rank_components,
+    COMPONENTS, DEFAULT_WEIGHTS, decomposition_maps, fit_attribute_predictor, fit_concept_vectors, rank_components,
     synthetic_attribute_data,
 )
 from simviz_widgets.attributes.predictor import image_batch
@@ -46,11 +46,11 @@ def pair_outputs(model, predictor, pairs):
             "conf_r": torch.sigmoid(cr).numpy(), "sal_q": sq.numpy(), "sal_r": sr.numpy()}
 
 
-def components(out, prior, sides):
+def components(out, prior, sides, agreement):
     rows = []
     for k in range(len(out["conf_q"])):
         c = rank_components(out["conf_q"][k], out["conf_r"][k], out["maps_q"][k], out["maps_r"][k],
-                            out["sal_q"][k], out["sal_r"][k], prior, sides=sides)
+                            out["sal_q"][k], out["sal_r"][k], prior, sides=sides, agreement=agreement)
         rows.append(np.stack([c[name] for name in COMPONENTS]))
     return np.stack(rows)  # (P, 3, K)
 
@@ -132,40 +132,52 @@ def main():
     truth_val = np.array([names.index(p.shared) for p in val_pairs])
     truth = np.array([names.index(p.shared) for p in test_pairs])
     K = len(names)
-    rows = []
+    rng = np.random.default_rng(0)
+    random_acc = float((rng.integers(0, K, size=(1000, len(truth))) == truth[None]).mean())
+    variants = [(sides, agreement) for sides in ("query", "both") for agreement in ("l2", "mass")]
+    only = {c: {k: float(k == c) for k in COMPONENTS} for c in COMPONENTS}
+    default = dict(DEFAULT_WEIGHTS)
+
+    def table(out, out_val):
+        rows = {"confidence only": [], "agreement only": [], "prior only": [],
+                "default weights " + "/".join(f"{default[c]:g}" for c in COMPONENTS): [],
+                "tuned, without agreement": [], "tuned, all three": []}
+        tuned = {}
+        for sides, agreement in variants:
+            cv, ct = components(out_val, concepts.prior, sides, agreement), components(out, concepts.prior, sides, agreement)
+            keys = list(rows)
+            for c in COMPONENTS:
+                rows[f"{c} only"].append(top1(ct, truth, only[c]))
+            rows[keys[3]].append(top1(ct, truth, default))
+            w_ns, _ = tune(cv * np.array([1, 0, 1])[None, :, None], truth_val)
+            w_ns = dict(w_ns, agreement=0.0)
+            rows["tuned, without agreement"].append(top1(ct, truth, w_ns))
+            w_all, _ = tune(cv, truth_val)
+            rows["tuned, all three"].append(top1(ct, truth, w_all))
+            tuned[(sides, agreement)] = w_all
+        return rows, tuned
+
     results = {}
-    for label, predictor in (("saliency term 0.005", pred), ("no saliency term", pred_nosal),
+    print()
+    print(f"Top-1 accuracy of the ranked attribute vs the known shared attribute ({len(test_pairs)} held-out "
+          f"pairs, {K} attributes; random attribute {random_acc:.3f}, expected 1/{K} = {1 / K:.3f}; "
+          "tuned weights: grid search on 150 validation pairs)")
+    for label, predictor in (("saliency term 0.005 (the paper's)", pred), ("no saliency term", pred_nosal),
                              ("saliency term 1.0", pred_strong)):
         out_val = pair_outputs(model, predictor, val_pairs)
         out = pair_outputs(model, predictor, test_pairs)
         results[label] = out
-        for sides in ("query", "both"):
-            cv = components(out_val, concepts.prior, sides)
-            ct = components(out, concepts.prior, sides)
-            default = {"confidence": 1.0, "agreement": 1.0, "prior": 1.0}
-            w_tuned, _ = tune(cv, truth_val)
-            # The ranking without the saliency (agreement) component: tuned with that column zeroed.
-            w_nosal, _ = tune(cv * np.array([1, 0, 1])[None, :, None], truth_val)
-            rows.append((label, sides, "confidence only", top1(ct, truth, {"confidence": 1, "agreement": 0, "prior": 0})))
-            rows.append((label, sides, "agreement only", top1(ct, truth, {"confidence": 0, "agreement": 1, "prior": 0})))
-            rows.append((label, sides, "prior only", top1(ct, truth, {"confidence": 0, "agreement": 0, "prior": 1})))
-            rows.append((label, sides, "all, weights 1/1/1", top1(ct, truth, default)))
-            w_ns = dict(w_nosal)
-            w_ns["agreement"] = 0.0
-            rows.append((label, sides, f"confidence+prior, tuned {w_ns['confidence']}/-/{w_ns['prior']}", top1(ct, truth, w_ns)))
-            rows.append((label, sides, "all, tuned {confidence}/{agreement}/{prior}".format(**w_tuned), top1(ct, truth, w_tuned)))
-    rng = np.random.default_rng(0)
-    random_acc = float((rng.integers(0, K, size=(1000, len(truth))) == truth[None]).mean())
-
-    print()
-    print(f"Top-1 accuracy of the ranked attribute vs the known shared attribute ({len(test_pairs)} held-out "
-          f"pairs, {K} attributes; weights tuned on 150 validation pairs)")
-    print()
-    print("| predictor | sides | ranking | top-1 |")
-    print("|---|---|---|---|")
-    print(f"| - | - | random attribute (expected 1/{K} = {1 / K:.3f}) | {random_acc:.3f} |")
-    for label, sides, ranking, acc in rows:
-        print(f"| {label} | {sides} | {ranking} | {acc:.3f} |")
+        rows, tuned = table(out, out_val)
+        print()
+        print(f"Predictor trained with {label}:")
+        print()
+        print("| ranking | " + " | ".join(f"sides={s}, agreement={a}" for s, a in variants) + " |")
+        print("|---|" + "---:|" * len(variants))
+        print(f"| random attribute | " + " | ".join(f"{random_acc:.3f}" for _ in variants) + " |")
+        for name, accs in rows.items():
+            print(f"| {name} | " + " | ".join(f"{a:.3f}" for a in accs) + " |")
+        print("\ntuned weights (confidence/agreement/prior): " + "; ".join(
+            f"{s}+{a}: {w['confidence']:g}/{w['agreement']:g}/{w['prior']:g}" for (s, a), w in tuned.items()))
     print()
     print("Pointing rate on the shared object (the shared attribute's activation map peaks inside the "
           "objects carrying it), vs the decomposition saliency map and chance (mask area):")
@@ -175,7 +187,7 @@ def main():
     for label, out in results.items():
         r = pointing(out, test_pairs, truth)
         print(f"| attribute map, {label} | {r['attr_q']:.3f} | {r['attr_r']:.3f} |")
-    print(f"| decomposition saliency | {r['sal_q']:.3f} | {r['sal_r']:.3f} |")
+    print(f"| decomposition saliency (its maximum) | {r['sal_q']:.3f} | {r['sal_r']:.3f} |")
     print(f"| chance (mask area fraction) | {r['chance_q']:.3f} | {r['chance_r']:.3f} |")
     print(f"\ntotal {time.perf_counter() - t0:.1f} s")
 

@@ -32,3 +32,10 @@ def photos():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_collection_modifyitems(config, items):
+    # Real-browser tests go last: Playwright's sync API keeps its event loop running in the main
+    # thread while the session-scoped browser lives, which would change how the widget tests'
+    # asyncio-based event coalescing behaves if they ran after it.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

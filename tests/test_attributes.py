@@ -113,7 +113,8 @@ def test_ranking_known_answer_hand_built_predictor():
     # Shared: red, top-left in the query and bottom-right in the reference.
     query = _colour_image([(0, 0, red), (3, 3, green)])
     reference = _colour_image([(3, 3, red), (0, 0, blue)])
-    ranking = explain_attributes(model, pred, query, reference, weights={"confidence": 0, "agreement": 1, "prior": 0})
+    ranking = explain_attributes(model, pred, query, reference, sides="query", agreement="l2",
+                                 weights={"confidence": 0, "agreement": 1, "prior": 0})
     assert ranking.attributes[0] == "red"
     # Agreement by hand: saliency on the query is the red block's cells (dot with g_Y's red part).
     sal = np.zeros(64)
@@ -125,12 +126,20 @@ def test_ranking_known_answer_hand_built_predictor():
         soft = np.exp(logits[k]) / np.exp(logits[k]).sum()
         expected = 1 - np.linalg.norm(soft - sal) / math.sqrt(2)
         assert ranking.get(name).components["agreement"] == pytest.approx(expected, abs=1e-5)
+    # The "mass" agreement (the default): saliency under the softmax of the map, over the saliency's maximum.
+    mass = explain_attributes(model, pred, query, reference, sides="query", agreement="mass")
+    for k, name in enumerate(("red", "green", "blue")):
+        soft = np.exp(logits[k]) / np.exp(logits[k]).sum()
+        assert mass.get(name).components["agreement"] == pytest.approx(float(soft @ sal) / 0.25, abs=1e-5)
+    assert mass.get("red").components["agreement"] > 0.99 and mass.get("green").components["agreement"] < 0.01
     # Confidence: max pooling of the logits through a sigmoid.
     assert ranking.get("red").components["confidence"] == pytest.approx(1 / (1 + math.exp(-7)), abs=1e-6)
     assert ranking.get("blue").components["confidence"] == pytest.approx(1 / (1 + math.exp(3)), abs=1e-6)
     # Prior only: the fitted prior's order. Both sides' confidence: red is the only colour on both.
     assert explain_attributes(model, pred, query, reference,
                               weights={"confidence": 0, "agreement": 0, "prior": 1}).attributes == ["green", "blue", "red"]
+    with pytest.raises(ValueError, match="agreement is 'cosine'"):
+        explain_attributes(model, pred, query, reference, agreement="cosine")
     both = explain_attributes(model, pred, query, reference, sides="both",
                               weights={"confidence": 1, "agreement": 0, "prior": 0})
     assert both.attributes[0] == "red"

@@ -2,12 +2,18 @@
 
 For a pair (query X, reference Y) each attribute a gets three components in [0, 1]:
 
-* ``confidence``: the predictor's confidence that X has a (``sides="both"``: the geometric mean of
-  the confidences on X and on Y — not in the paper: an attribute that explains a match should be
-  on both images);
-* ``agreement``: ``1 - |softmax(map_a) - s|_2 / sqrt(2)`` where ``s`` is the pair's saliency
-  distribution on X (positive part of the saliency map, normalised; ``sides="both"`` averages X's
-  and Y's); ``sqrt(2)`` is the largest distance between two distributions, so 1 = same place;
+* ``confidence``: with ``sides="both"`` (the default) the geometric mean of the predictor's
+  confidences that X has a and that Y has a (an attribute that explains a match should be on both
+  images; on the synthetic scenes this lifts top-1 from about 0.1 to about 0.7); ``sides="query"``
+  is the paper's, X's confidence alone;
+* ``agreement``: how well a's activation map matches the pair's saliency distribution ``s`` on X
+  (positive part of the saliency map, normalised; ``sides="both"`` averages X's and Y's):
+  ``agreement="l2"`` (the paper's): ``1 - |softmax(map_a) - s|_2 / sqrt(2)`` (``sqrt(2)`` is the
+  largest distance between two distributions, so 1 = same place); ``agreement="mass"``:
+  ``sum_i softmax(map_a)_i s_i / max_i s_i``, the saliency that a's map puts its weight on (1 = all
+  of it on the most salient cell). Measured on the synthetic scenes (benchmarks/README.md), "l2"
+  ranks an *absent* attribute high, because its flat map has a near-uniform softmax close to a
+  spread-out saliency; "mass" does not;
 * ``prior``: the explanation-suitability prior of a (:mod:`.concepts`), stored in the predictor
   (0.5 for every attribute if none was fitted).
 
@@ -33,6 +39,7 @@ __all__ = ["explain_attributes", "AttributeScore", "AttributeRanking", "COMPONEN
 COMPONENTS = ("confidence", "agreement", "prior")
 DEFAULT_WEIGHTS = {"confidence": 1.0, "agreement": 1.0, "prior": 1.0}
 SIDES = ("query", "both")
+AGREEMENTS = ("l2", "mass")
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,26 +117,32 @@ def _to_grid(saliency: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
     return t[:, 0]
 
 
+def _agreement(maps, saliency, kind: str) -> np.ndarray:
+    soft = torch.softmax(torch.as_tensor(maps, dtype=torch.float64).flatten(1), dim=1)  # (K, N)
+    s = saliency_distribution(_to_grid(saliency, tuple(maps.shape[1:])))[0].double()  # (N,)
+    if kind == "l2":
+        return 1.0 - (soft - s).norm(dim=1).numpy() / math.sqrt(2.0)
+    return (soft @ s).numpy() / float(s.max())
+
+
 def rank_components(confidence_q, confidence_r, maps_q, maps_r, saliency_q, saliency_r, prior, *,
-                    sides: str = "query") -> dict:
+                    sides: str = "both", agreement: str = "mass") -> dict:
     """The three components (K,) from predictor outputs and saliency maps (pure arrays, for
     batched evaluation): confidences (K,) in [0, 1], logit maps (K, h, w), saliency maps (h', w')."""
-    grid = tuple(maps_q.shape[1:])
-    soft_q = torch.softmax(torch.as_tensor(maps_q).flatten(1), dim=1)
-    sq = saliency_distribution(_to_grid(saliency_q, grid))[0]
-    agree = 1.0 - (soft_q - sq).norm(dim=1).numpy() / math.sqrt(2.0)
+    if agreement not in AGREEMENTS:
+        raise ValueError(f"agreement is {agreement!r}; expected one of {AGREEMENTS}")
+    agree = _agreement(maps_q, saliency_q, agreement)
     conf = np.asarray(confidence_q, np.float64)
     if sides == "both":
-        soft_r = torch.softmax(torch.as_tensor(maps_r).flatten(1), dim=1)
-        sr = saliency_distribution(_to_grid(saliency_r, tuple(maps_r.shape[1:])))[0]
-        agree = 0.5 * (agree + 1.0 - (soft_r - sr).norm(dim=1).numpy() / math.sqrt(2.0))
+        agree = 0.5 * (agree + _agreement(maps_r, saliency_r, agreement))
         conf = np.sqrt(conf * np.asarray(confidence_r, np.float64))
     return {"confidence": conf, "agreement": np.asarray(agree, np.float64),
             "prior": np.asarray(prior, np.float64)}
 
 
 def explain_attributes(model: SimilarityModel, predictor: AttributePredictor, query, reference, *,
-                       weights: dict | None = None, sides: str = "query", saliency="decomposition",
+                       weights: dict | None = None, sides: str = "both", agreement: str = "mass",
+                       saliency="decomposition",
                        top: int | None = None, **saliency_options) -> AttributeRanking:
     """Rank the predictor's attributes by how well each explains why ``model`` matches the pair.
 
@@ -143,6 +156,8 @@ def explain_attributes(model: SimilarityModel, predictor: AttributePredictor, qu
         raise TypeError(f"predictor is {type(predictor).__name__}; expected an AttributePredictor")
     if sides not in SIDES:
         raise ValueError(f"sides is {sides!r}; expected one of {SIDES}")
+    if agreement not in AGREEMENTS:
+        raise ValueError(f"agreement is {agreement!r}; expected one of {AGREEMENTS}")
     if top is not None and (not isinstance(top, int) or top < 1):
         raise ValueError(f"top is {top!r}; expected a positive integer or None")
     w = _check_weights(weights)
@@ -165,7 +180,7 @@ def explain_attributes(model: SimilarityModel, predictor: AttributePredictor, qu
     else:
         raise TypeError(f"saliency is {type(saliency).__name__}; expected a method name or a PairExplanation")
     comps = rank_components(conf[0], conf[1], maps[0].numpy(), maps[1].numpy(), base.query_map,
-                            base.reference_map, predictor.prior.numpy(), sides=sides)
+                            base.reference_map, predictor.prior.numpy(), sides=sides, agreement=agreement)
     total = sum(w[k] * comps[k] for k in COMPONENTS)
     activation = torch.sigmoid(maps).numpy().astype(np.float32)
     order = np.argsort(-total, kind="stable")

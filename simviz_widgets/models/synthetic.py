@@ -70,7 +70,7 @@ def scene_batch(images) -> torch.Tensor:
     return ((x - mean) / std).contiguous()
 
 
-def train_scene_model(*, steps: int = 300, batch: int = 16, pairs: int = 1000, seed: int = 0, lr: float = 1e-2,
+def train_scene_model(*, steps: int = 1200, batch: int = 32, pairs: int = 3000, seed: int = 0, lr: float = 1e-2,
                       width: int = 48, dim: int = 32, proxy_weight: float = 1.0,
                       show_progress: bool = True) -> tuple[SceneEmbeddingNet, dict]:
     """Train :class:`SceneEmbeddingNet` on synthetic scenes with the sigmoid contrastive loss.
@@ -152,7 +152,7 @@ def train_scene_model(*, steps: int = 300, batch: int = 16, pairs: int = 1000, s
 
 
 @register_model("synthetic_scenes", "5-conv metric model trained on the synthetic attribute scenes (64 px, 8x8 grid)")
-def synthetic_scenes(*, weights: str | Path | None = None, steps: int = 300, seed: int = 0, width: int = 48,
+def synthetic_scenes(*, weights: str | Path | None = None, steps: int = 1200, seed: int = 0, width: int = 48,
                      dim: int = 32, show_progress: bool = True) -> SimilarityModel:
     """The synthetic-scenes model: from ``weights`` (a state dict saved with ``torch.save``) or
     trained now from ``seed`` for ``steps`` steps."""

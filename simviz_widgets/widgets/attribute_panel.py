@@ -91,15 +91,9 @@ class AttributePanel(widgets.VBox):
         (``weights``, ``sides``). The viewer's explanation is the saliency of the ranking, so
         switching the viewer's method re-ranks with that method's maps."""
         from ..attributes import AttributePredictor, explain_attributes
-        from .pair_viewer import PairViewer
+        from .pair_viewer import check_viewer_with_model
 
-        if not isinstance(viewer, PairViewer):
-            raise TypeError(f"viewer is a {type(viewer).__name__}; expected a PairViewer")
-        if viewer.model is None:
-            raise ValueError(
-                "viewer has no model (it was made from an explanation without model=); the attribute "
-                "panel runs the predictor on the model's features, so use viewer.set_model(model)"
-            )
+        check_viewer_with_model(viewer, "the attribute panel runs the predictor on the model's features")
         if not isinstance(predictor, AttributePredictor):
             raise TypeError(f"predictor is {type(predictor).__name__}; expected an AttributePredictor")
         for bad in ("saliency", "top"):

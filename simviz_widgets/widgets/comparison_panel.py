@@ -279,15 +279,9 @@ class MethodComparisonPanel(widgets.VBox):
                    reference_mask=None, mapping=None, size: int = 112, background: bool = True,
                    cache: ResultCache | None = None) -> "MethodComparisonPanel":
         """A panel on ``viewer``'s pair and model, sharing its hover state, colormap and opacity."""
-        from .pair_viewer import PairViewer
+        from .pair_viewer import check_viewer_with_model
 
-        if not isinstance(viewer, PairViewer):
-            raise TypeError(f"viewer is a {type(viewer).__name__}; expected a PairViewer")
-        if viewer.model is None:
-            raise ValueError(
-                "viewer has no model (it was made from an explanation without model=); the comparison "
-                "panel runs every method, so give the viewer a model with viewer.set_model(model)"
-            )
+        check_viewer_with_model(viewer, "the comparison panel runs every method")
         query, reference = cls._viewer_inputs(viewer)
         return cls(viewer.model, query, reference, methods=methods, metrics=metrics,
                    method_options=method_options, query_mask=query_mask, reference_mask=reference_mask,

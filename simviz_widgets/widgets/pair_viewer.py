@@ -757,3 +757,16 @@ class PairViewer(widgets.VBox):
         # Saved notebooks opened without a kernel show the PNG where the widget cannot render.
         bundle["image/png"] = base64.b64encode(self._static_png()).decode("ascii")
         return bundle
+
+
+def check_viewer_with_model(viewer, needed_for: str) -> "PairViewer":
+    """``viewer`` as a PairViewer that has a model, or a clear error; ``needed_for`` says why a
+    panel needs the model."""
+    if not isinstance(viewer, PairViewer):
+        raise TypeError(f"viewer is a {type(viewer).__name__}; expected a PairViewer")
+    if viewer.model is None:
+        raise ValueError(
+            f"viewer has no model (it was made from an explanation without model=); {needed_for}, so "
+            "give the viewer a model with viewer.set_model(model)"
+        )
+    return viewer
