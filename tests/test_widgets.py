@@ -568,6 +568,69 @@ def test_explorer_with_a_model(tiny):
     assert np.array_equal(explorer.explanation.query, reference)
 
 
+def test_slow_method_from_the_menu_runs_in_the_background(tiny, commands):
+    """Choosing a slow method returns at once; hovering keeps working on the current maps; the
+    result replaces them when done; choosing another method cancels the run."""
+    import threading
+
+    import simviz_widgets as sv
+    from simviz_widgets.explain import ExplanationCancelled, Explainer, register_method
+    from simviz_widgets.explain.base import _METHODS
+
+    release, started = threading.Event(), threading.Event()
+
+    class Blocking(Explainer):
+        slow = True
+        options = {"cancel": (None, ""), "show_progress": (True, "")}
+
+        def compute(self, model, query, reference):
+            started.set()
+            while not release.wait(0.005):
+                if self.config["cancel"] is not None and self.config["cancel"].is_set():
+                    raise ExplanationCancelled("cancelled", None)
+            exp = sv.explain(model, query, reference, method="similarity_map")
+            exp.method = "_blocking_test"
+            return exp
+
+    register_method("_blocking_test")(Blocking)
+    try:
+        rng = np.random.default_rng(3)
+        query, reference = rng.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+        v = PairViewer(tiny, query, reference, size=128)
+        v.method_dropdown.value = "_blocking_test"
+        assert started.wait(10)
+        assert v.computing == "_blocking_test" and v.explanation.method == "decomposition"
+        assert "in the background" in v.status_label.value
+        commands.clear()
+        move(v, "query", 30, 40)  # the viewer still answers, with the current (decomposition) maps
+        _, row, col = v.hovered
+        assert np.array_equal(commands.last_image(v.reference_canvas[1])[..., :3],
+                              _expected_default_overlay(v.explanation.from_query(row, col), 128)[..., :3])
+        release.set()
+        assert v.wait(10)
+        assert v.explanation.method == "_blocking_test" and v.computing is None
+
+        release.clear()
+        started.clear()
+        v.method_dropdown.value = "decomposition"
+        v.method_dropdown.value = "_blocking_test"
+        assert started.wait(10)
+        job = v._background[0]
+        v.method_dropdown.value = "similarity_map"  # cancels the run
+        job.join(10)
+        assert not job.is_alive() and v.computing is None
+        assert v.explanation.method == "similarity_map"
+
+        v.method_dropdown.value = "sliding_window"  # a real slow method, on the model's private copy
+        assert v.wait(60)
+        assert v.explanation.method == "sliding_window"
+        expected = sv.explain(tiny, query, reference, method="sliding_window", show_progress=False)
+        np.testing.assert_allclose(v.explanation.query_map, expected.query_map, rtol=1e-4, atol=1e-6)
+        v.close()
+    finally:
+        _METHODS.pop("_blocking_test", None)
+
+
 def _expected_default_overlay(values, canvas_side):
     _, lo, hi = normalize_map(values, mode="symmetric")
     h, w = values.shape

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
+import threading
 from collections.abc import Mapping
 from functools import partial
 
@@ -90,7 +91,10 @@ class PairViewer(widgets.VBox):
     Hover a pixel of either image: its point-specific map (``explanation.from_query`` /
     ``from_reference``) is drawn over the other image. Click: pin the point (its contribution to
     the score is listed; a ring marks its best match in the other image). Leaving the canvas
-    shows the overall maps again (or nothing, with the "overall map" toggle off).
+    shows the overall maps again (or nothing, with the "overall map" toggle off). A slow method
+    (RISE, sliding window) chosen in the menu runs in a background thread on a private copy of the
+    model: the viewer keeps answering with the current maps until the result arrives
+    (:attr:`computing`, :meth:`wait`, :meth:`cancel_background`).
 
     ``cmap``: one matplotlib colormap for every map, None for the defaults (``RdBu_r`` for signed
     maps — point maps always are — ``inferno`` otherwise). ``alpha``: map opacity. ``size``:
@@ -176,6 +180,8 @@ class PairViewer(widgets.VBox):
         self._flush_scheduled = False
         self._latest_stamp = {"query": -math.inf, "reference": -math.inf}
         self._syncing = False
+        self._background: tuple[threading.Thread, threading.Event, str] | None = None
+        self._worker_models: dict = {}
 
         canvases = {}
         for source in SOURCES:
@@ -309,6 +315,7 @@ class PairViewer(widgets.VBox):
 
     def set_pair(self, query, reference) -> None:
         """Explain a new pair with the viewer's model and method (pins are cleared)."""
+        self.cancel_background()
         if self._model is None:
             raise ValueError(
                 "set_pair needs a model, and this viewer has none (it was made from an explanation); "
@@ -322,6 +329,7 @@ class PairViewer(widgets.VBox):
 
     def set_model(self, model) -> None:
         """Explain the same pair with another model (the display images may change: pins clear)."""
+        self.cancel_background()
         if model is None:
             raise ValueError("model is None; expected a SimilarityModel or torch module")
         query, reference = self._inputs or (self.explanation.query, self.explanation.reference)
@@ -410,6 +418,7 @@ class PairViewer(widgets.VBox):
         if getattr(self, "_closed", True):  # already closed (ipywidgets also closes on __del__)
             return
         self._closed = True
+        self.cancel_background()
         self.state.unobserve(self._on_pins_change, "pins")
         for event in self._events:
             event.close()
@@ -560,6 +569,12 @@ class PairViewer(widgets.VBox):
             self._set_quietly(self.method_dropdown, change["old"])
             return
         query, reference = self._inputs or (self.explanation.query, self.explanation.reference)
+        self.cancel_background()
+        from .comparison_panel import is_slow
+
+        if is_slow(change["new"]):
+            self._start_background(change["new"], query, reference)
+            return
         try:
             explanation = self._explain(self._model, query, reference, change["new"])
         except Exception as error:  # shown in the widget: a callback's traceback is easily missed
@@ -567,6 +582,74 @@ class PairViewer(widgets.VBox):
             self.status_label.value = f"<span style='color:#b00'>method {change['new']!r} failed: {error}</span>"
             return
         self.set_explanation(explanation)
+
+    # ------------------------------------------------------------------------------------------
+    # slow methods (RISE, sliding window) chosen in the menu run in a background thread: hovering,
+    # pins and the other controls keep working, and the maps switch when the result arrives.
+
+    @property
+    def computing(self) -> str | None:
+        """The method being computed in the background, or None."""
+        return self._background[2] if self._background is not None else None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the background computation (if any) ends; False if it is still running
+        after ``timeout`` seconds (for scripts and tests)."""
+        job = self._background
+        if job is None:
+            return True
+        job[0].join(timeout)
+        return not job[0].is_alive()
+
+    def cancel_background(self) -> None:
+        """Stop the background computation (if any); the current maps stay."""
+        job, self._background = self._background, None
+        if job is not None:
+            job[1].set()
+            if not getattr(self, "_closed", False):
+                self.status_label.value = ""
+
+    def _worker_model(self):
+        """A private copy of the model for the worker thread (hooks on a shared module are not
+        thread-safe); the model itself if it cannot be copied."""
+        key = id(self._model)
+        if key not in self._worker_models:
+            try:
+                from ..evaluate._copies import fast_inference_copy
+
+                self._worker_models = {key: fast_inference_copy(self._model)}
+            except Exception:  # noqa: BLE001 - an exotic module that deepcopy cannot handle
+                self._worker_models = {key: self._model}
+        return self._worker_models[key]
+
+    def _start_background(self, method: str, query, reference) -> None:
+        from ..explain import ExplanationCancelled, explain, get_method
+
+        cancel = threading.Event()
+        options = {k: v for k, v in (("show_progress", False), ("cancel", cancel)) if k in get_method(method).options}
+        model = self._worker_model()
+
+        def work():
+            try:
+                result = explain(model, query, reference, method=method, **options)
+            except ExplanationCancelled:
+                return
+            except Exception as error:  # noqa: BLE001 - shown in the widget, like a failed sync method
+                if self._background is not None and self._background[1] is cancel and not self._closed:
+                    self._background = None
+                    self._set_quietly(self.method_dropdown, self.explanation.method)
+                    self.status_label.value = f"<span style='color:#b00'>method {method!r} failed: {error}</span>"
+                return
+            if self._background is None or self._background[1] is not cancel or self._closed:
+                return  # cancelled, or superseded by another choice
+            self._background = None
+            self.set_explanation(result)
+
+        thread = threading.Thread(target=work, name=f"simviz-{method}", daemon=True)
+        self._background = (thread, cancel, method)
+        self.status_label.value = (f"<i>computing {method} in the background; the current maps stay until "
+                                   "it is done (choose another method to cancel)</i>")
+        thread.start()
 
     def _recompute_method(self) -> str:
         """The method a new pair or model is explained with: the menu's, unless it shows maps from
