@@ -10,6 +10,7 @@ import io
 import math
 import tracemalloc
 
+import ipywidgets as widgets
 import numpy as np
 import pytest
 from ipycanvas import canvas as ipycanvas_canvas
@@ -135,6 +136,30 @@ def test_canvases_follow_image_sizes_and_have_stable_handles(viewer):
     assert "simviz-query-canvas" in viewer.query_canvas._dom_classes
     assert "simviz-reference-canvas" in viewer.reference_canvas._dom_classes
     assert viewer.canvas_position("reference", 149, 269) == pytest.approx((178 - 178 / 300, 320 - 320 / 540))
+
+
+def _widget_tree(widget):
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _widget_tree(child)
+
+
+def test_mouse_is_read_from_pads_not_from_the_canvases(viewer, explanation):
+    """ipycanvas's view would send every move to the kernel itself: the canvases take no pointer
+    events (CSS class + style in the tree) and ipyevents watches a box of exactly their size."""
+    tree = list(_widget_tree(viewer))
+    assert any(isinstance(w, widgets.HTML) and "pointer-events: none" in w.value for w in tree)
+    sources = {event.source for event in viewer._events}
+    assert len(sources) == 2
+    for source, canvas in (("query", viewer.query_canvas), ("reference", viewer.reference_canvas)):
+        assert "simviz-passive-canvas" in canvas._dom_classes
+        pad = next(s for s in sources if canvas in s.children)
+        assert f"simviz-{source}-pad" in pad._dom_classes and pad in tree
+        assert (pad.layout.height, pad.layout.width) == (f"{canvas.height}px", f"{canvas.width}px")
+    # A new size resizes the pad with the canvas.
+    viewer.set_explanation(make_explanation(seed=3, query_size=(100, 120)))
+    pad = next(s for s in sources if viewer.query_canvas in s.children)
+    assert (pad.layout.height, pad.layout.width) == ("267px", "320px")
 
 
 def test_photo_is_drawn_once_as_lossless_rgba_never_blurred(commands):

@@ -19,6 +19,11 @@ from ..render import colormap_lut, map_to_rgba, normalize_map, overlay, upsample
 from .state import HoverState
 
 __all__ = [
+    "PASSIVE_CANVAS_CLASS",
+    "passive_canvas",
+    "event_pad",
+    "resize_event_pad",
+    "canvas_style",
     "close_tree",
     "batched_drawing",
     "single_thread_blas",
@@ -37,6 +42,51 @@ __all__ = [
 ]
 
 MIN_SIZE = 16
+
+# ipycanvas's own browser view sends *every* mousemove over a canvas to the kernel, unthrottled, as a
+# shell message of its own (measured: one per move, queued ahead of the viewer's throttled
+# ipyevents message, adding a kernel busy/idle cycle to each hover). Our canvases take no pointer
+# events; the mouse is read from a box of the same size around them ("event pad") instead.
+PASSIVE_CANVAS_CLASS = "simviz-passive-canvas"
+EVENT_PAD_CLASS = "simviz-event-pad"
+_CANVAS_CSS = (
+    f".{PASSIVE_CANVAS_CLASS} {{ pointer-events: none; }}\n"
+    f".{EVENT_PAD_CLASS} {{ padding: 0; border: 0; overflow: hidden; cursor: crosshair; }}\n"
+    f".{EVENT_PAD_CLASS} > .{PASSIVE_CANVAS_CLASS} {{ display: block; width: 100%; height: 100%; }}"
+)
+
+
+def passive_canvas(canvas):
+    """Mark an ipycanvas canvas so the browser sends it no mouse events (see PASSIVE_CANVAS_CLASS)."""
+    canvas.add_class(PASSIVE_CANVAS_CLASS)
+    return canvas
+
+
+def event_pad(canvas, canvas_size: tuple[int, int], name: str):
+    """A box exactly the canvas's size holding the (passive) canvas: the element ipyevents watches.
+
+    The canvas fills the box, so event positions relative to the box map to the canvas as before
+    (``event_to_pixel`` rescales by the box's rendered size)."""
+    import ipywidgets as widgets
+
+    pad = widgets.Box([passive_canvas(canvas)])
+    pad.add_class(EVENT_PAD_CLASS)
+    pad.add_class(name)
+    resize_event_pad(pad, canvas_size)
+    return pad
+
+
+def resize_event_pad(pad, canvas_size: tuple[int, int]) -> None:
+    rows, cols = canvas_size
+    pad.layout.width, pad.layout.height = f"{cols}px", f"{rows}px"
+    pad.layout.flex = "0 0 auto"
+
+
+def canvas_style():
+    """A hidden HTML widget carrying the CSS above; include it once in any widget tree with canvases."""
+    import ipywidgets as widgets
+
+    return widgets.HTML(f"<style>{_CANVAS_CSS}</style>", layout=widgets.Layout(display="none"))
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from ..explain.base import PairExplanation
 from ..render import colormap_lut, default_cmap, normalize_map
 from ._canvas import (
     batched_drawing,
+    canvas_style,
     check_alpha,
     check_cmap,
     check_explanation,
@@ -30,6 +31,7 @@ from ._canvas import (
     draw_pin,
     nearest_cell,
     overlay_rgba,
+    passive_canvas,
     photo_rgba,
     pixel_to_canvas,
 )
@@ -84,6 +86,8 @@ class OverallPanel(widgets.VBox):
             self._canvas(source)[OVERLAY].image_smoothing_enabled = True
         self.colorbar_canvas = Canvas(width=COLORBAR_WIDTH + COLORBAR_TEXT, height=size)
         self.colorbar_canvas.add_class("simviz-colorbar")
+        for canvas in (self.query_canvas, self.reference_canvas, self.colorbar_canvas):
+            passive_canvas(canvas)  # display only: no per-move messages from ipycanvas's own view
 
         x_scale = bqplot.LinearScale(min=0.0, max=1.0)
         y_scale = bqplot.LinearScale()
@@ -119,6 +123,7 @@ class OverallPanel(widgets.VBox):
             widgets.VBox([widgets.HTML("reference map"), self.reference_canvas],
                          layout=widgets.Layout(margin="0 8px 0 0")),
             widgets.VBox([widgets.HTML("value"), self.colorbar_canvas]),
+            canvas_style(),
         ])
         maps.layout.margin = "0 12px 0 0"
         super().__init__(children=[self.title, widgets.HBox([maps, self.chart])])

@@ -7,6 +7,8 @@ factorised), so a hover is one interpolated row of D (O(N_other * K)), a colorma
 feature resolution and one small RGBA ``put_image_data``: the model never runs on hover.
 
 Mouse events come from ipyevents: moves throttled in the browser, leaves and clicks unthrottled.
+They are read from a box the size of each canvas ("event pad"); the canvases take no pointer
+events, because ipycanvas's own view would send every move to the kernel, unthrottled.
 A trailing throttled move can arrive after the leave that followed it, so events older (browser
 ``timeStamp``) than one already handled are dropped, and moves that queue up in the kernel are
 coalesced: only the newest pending move per canvas is drawn.
@@ -32,6 +34,7 @@ from ..render import default_cmap, normalize_map
 from ..render.figure import cell_centre_pixels
 from ._canvas import (
     batched_drawing,
+    canvas_style,
     check_cmap,
     check_explanation,
     check_reading,
@@ -45,11 +48,13 @@ from ._canvas import (
     draw_crosshair,
     draw_match,
     draw_pin,
+    event_pad,
     event_to_pixel,
     finite_number,
     overlay_rgba,
     photo_rgba,
     pixel_to_canvas,
+    resize_event_pad,
     value_at_pixel,
 )
 from .state import SOURCES, HoverState, Pin, check_point
@@ -227,10 +232,15 @@ class PairViewer(widgets.VBox):
         self.clear_pins_button = widgets.Button(description="clear pins", icon="times")
         self.pin_list = widgets.HTML()
 
+        self._pads = {
+            source: event_pad(canvas, (canvas.height, canvas.width), f"simviz-{source}-pad")
+            for source, canvas in canvases.items()
+        }
         images = widgets.HBox([
-            widgets.VBox([widgets.HTML("<b>query</b>"), self.query_canvas],
+            widgets.VBox([widgets.HTML("<b>query</b>"), self._pads["query"]],
                          layout=widgets.Layout(margin="0 12px 0 0")),
-            widgets.VBox([widgets.HTML("<b>reference</b>"), self.reference_canvas]),
+            widgets.VBox([widgets.HTML("<b>reference</b>"), self._pads["reference"]]),
+            canvas_style(),
         ])
         controls = widgets.VBox([
             widgets.HBox([self.method_dropdown, self.cmap_dropdown, self.opacity_slider]),
@@ -255,9 +265,10 @@ class PairViewer(widgets.VBox):
         self._events = []
         self._closed = False
         for source, canvas in canvases.items():
-            moves = Event(source=canvas, watched_events=["mousemove"], wait=self.event_wait_ms,
+            pad = self._pads[source]
+            moves = Event(source=pad, watched_events=["mousemove"], wait=self.event_wait_ms,
                           throttle_or_debounce="throttle")
-            others = Event(source=canvas, watched_events=["mouseleave", "click"])
+            others = Event(source=pad, watched_events=["mouseleave", "click"])
             for event in (moves, others):
                 event.on_dom_event(partial(self._receive, source))
             self._events.extend((moves, others))
@@ -501,6 +512,7 @@ class PairViewer(widgets.VBox):
             canvas = self._canvas(source)
             if (canvas.height, canvas.width) != canvas_size:
                 canvas.width, canvas.height = canvas_size[1], canvas_size[0]
+                resize_event_pad(self._pads[source], canvas_size)
         mode = self._overall_mode()
         both = np.concatenate([exp.query_map.ravel(), exp.reference_map.ravel()])[None]
         _, lo, hi = normalize_map(both, mode=mode)

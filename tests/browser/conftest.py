@@ -40,6 +40,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 # Front-end packages the widgets need, as JupyterLab names its federated (prebuilt) extensions.
+# The low-latency kernel websocket (simviz_widgets/lab_server.py) is what `scripts/run_demo.sh lab`
+# uses; SIMVIZ_STOCK_KERNEL_WEBSOCKET=1 runs the suite on Jupyter's stock connection for comparison.
+STOCK_KERNEL_WEBSOCKET = os.environ.get("SIMVIZ_STOCK_KERNEL_WEBSOCKET") == "1"
+LATENCY_ARGS = [] if STOCK_KERNEL_WEBSOCKET else ["--ServerApp.jpserver_extensions={'simviz_widgets.lab_server': True}"]
 REQUIRED_LABEXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "ipycanvas", "ipyevents", "bqplot")
 SERVER_START_TIMEOUT_S = 120
 KERNEL_TIMEOUT_S = 600
@@ -84,6 +88,11 @@ class LabServer:
     def url(self, path: str) -> str:
         sep = "&" if "?" in path else "?"
         return f"{self.base_url}{path}{sep}token={self.token}"
+
+    def kernel_websocket_nodelay(self) -> list[int]:
+        """TCP_NODELAY of each kernel websocket opened so far, as lab_server.LowLatencyKernelConnection logs it."""
+        log = self.log_path.read_text(errors="replace")
+        return [int(flag) for flag in re.findall(r"simviz_widgets: kernel \S+ websocket TCP_NODELAY=(\d)", log)]
 
     def log_tail(self, n_chars: int = 4000) -> str:
         try:
@@ -225,6 +234,7 @@ def _start_server(base: Path) -> LabServer:
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.expose_app_in_browser=True",
+            *LATENCY_ARGS,
         ]  # fmt: skip
         log_file = open(log_path, "wb")
         process = subprocess.Popen(
@@ -267,9 +277,28 @@ def browser():
         chromium.close()
 
 
+# Records the type of every message the page sends to a kernel (and whether it is ipycanvas's own
+# per-move mouse event), so tests can count what one hover costs the kernel.
+_SENT_MESSAGES_JS = """
+window.__simvizSent = [];
+const originalSend = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  let text = null;
+  if (typeof data === 'string') text = data;
+  else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) text = new TextDecoder('latin1').decode(data);
+  if (text !== null) {
+    const type = /"msg_type":\\s*"(\\w+)"/.exec(text);
+    window.__simvizSent.push({type: type ? type[1] : null, ipycanvasMouse: /"event":\\s*"mouse_/.test(text)});
+  }
+  return originalSend.call(this, data);
+};
+"""
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1600, "height": 1200})
+    context.add_init_script(_SENT_MESSAGES_JS)
     page = context.new_page()
     page.console_errors = []
     page.on("console", lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None)
@@ -483,6 +512,13 @@ class LabNotebook:
     def hover(self, box: CanvasBox, row: float, col: float) -> None:
         x, y = box.client_point(row, col)
         self.page.mouse.move(x, y)
+
+    def sent_messages(self, reset: bool = False) -> list[dict]:
+        """Messages this page sent to kernels since the last reset: [{type, ipycanvasMouse}]."""
+        sent = self.page.evaluate("() => window.__simvizSent.slice()")
+        if reset:
+            self.page.evaluate("() => { window.__simvizSent.length = 0; }")
+        return sent
 
     def install_latency_probe(self, selector: str) -> None:
         self.page.evaluate(_LATENCY_PROBE_JS, selector)

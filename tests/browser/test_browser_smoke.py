@@ -5,9 +5,13 @@ when it passes and test_browser_viewer fails, the viewer is.
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
+
+# Set by tests/browser/conftest.py's server launch: the low-latency kernel websocket unless this is "1".
+STOCK_KERNEL_WEBSOCKET = os.environ.get("SIMVIZ_STOCK_KERNEL_WEBSOCKET") == "1"
 
 pytestmark = pytest.mark.browser
 
@@ -72,5 +76,18 @@ def test_round_trip_latency_baseline(open_notebook, tmp_path):
         latencies.append(latency)
         notebook.page.wait_for_timeout(50)  # past the 20 ms throttle
     p50, p95 = (round(float(np.percentile(latencies, q)), 2) for q in (50, 95))
-    (tmp_path / "round_trip_latency.json").write_text(json.dumps({"moves": 30, "p50_ms": p50, "p95_ms": p95}))
-    print(f"\ntrivial round-trip latency over 30 moves: p50 {p50} ms, p95 {p95} ms")
+    connection = "stock" if STOCK_KERNEL_WEBSOCKET else "low-latency"
+    report = {"moves": 30, "p50_ms": p50, "p95_ms": p95, "kernel_websocket": connection}
+    (tmp_path / "round_trip_latency.json").write_text(json.dumps(report))
+    print(f"\ntrivial round-trip latency over 30 moves ({connection} kernel websocket): p50 {p50} ms, p95 {p95} ms")
+
+
+@pytest.mark.skipif(STOCK_KERNEL_WEBSOCKET, reason="the suite runs on Jupyter's stock kernel websocket")
+def test_kernel_websockets_have_nagle_off(open_notebook, lab_server):
+    """The server runs simviz_widgets.lab_server: every kernel websocket the browser opened has
+    TCP_NODELAY set on the real socket (read back with getsockopt by the server)."""
+    notebook = open_notebook("nodelay.ipynb", ["1 + 1"])
+    notebook.run_all()
+    flags = lab_server.kernel_websocket_nodelay()
+    assert flags, "no kernel websocket went through LowLatencyKernelConnection:\n" + lab_server.log_tail()
+    assert all(flag == 1 for flag in flags), f"TCP_NODELAY flags read back per websocket: {flags}"

@@ -21,6 +21,7 @@ QUERY = ".simviz-query-canvas"
 REFERENCE = ".simviz-reference-canvas"
 GRID = 7  # EfficientNet-Lite0's feature grid for a 224 x 224 input
 LATENCY_MOVES = 60
+STOCK_KERNEL_WEBSOCKET = os.environ.get("SIMVIZ_STOCK_KERNEL_WEBSOCKET") == "1"  # see conftest.py
 
 VIEWER_CELLS = [
     """\
@@ -133,6 +134,7 @@ def test_hover_to_paint_latency(viewer_notebook, tmp_path, record_property):
         if cell != cells[-1]:  # a new cell always changes the map, so every move must repaint
             cells.append(cell)
 
+    notebook.sent_messages(reset=True)
     latencies, missed = [], []
     for cell in cells:
         # Jitter inside the cell so the path looks like a hand, not a grid.
@@ -147,6 +149,15 @@ def test_hover_to_paint_latency(viewer_notebook, tmp_path, record_property):
         notebook.page.wait_for_timeout(50)  # past the viewer's 30 ms browser-side throttle
 
     assert not missed, f"{len(missed)} of {len(cells)} moves never repainted the reference canvas: {missed}"
+    # One kernel message per hover: the viewer's throttled ipyevents move. ipycanvas's own view would
+    # add one unthrottled mouse_move per move (the canvases take no pointer events; see _canvas.py).
+    sent = notebook.sent_messages()
+    comm_messages = sum(1 for message in sent if message["type"] == "comm_msg")
+    canvas_mouse = sum(1 for message in sent if message["ipycanvasMouse"])
+    assert canvas_mouse == 0, f"ipycanvas sent {canvas_mouse} mouse messages of its own for {len(cells)} moves"
+    assert len(cells) <= comm_messages <= len(cells) + 2, (
+        f"{comm_messages} comm messages to the kernel for {len(cells)} moves: {sent[:10]}"
+    )
     values = np.array(latencies)
     report = {
         "moves": len(values),
@@ -154,6 +165,8 @@ def test_hover_to_paint_latency(viewer_notebook, tmp_path, record_property):
         "p95_ms": round(float(np.percentile(values, 95)), 2),
         "max_ms": round(float(values.max()), 2),
         "target_p95_ms": 50,
+        "kernel_websocket": "stock" if STOCK_KERNEL_WEBSOCKET else "low-latency",
+        "kernel_messages_per_move": round(comm_messages / len(cells), 3),
         "load_average_1min": round(os.getloadavg()[0], 2),  # the machine is shared: context for the numbers
         "latencies_ms": [round(float(v), 2) for v in values],
     }
@@ -164,5 +177,6 @@ def test_hover_to_paint_latency(viewer_notebook, tmp_path, record_property):
     print(
         f"\nhover-to-paint latency over {report['moves']} moves: p50 {report['p50_ms']} ms, "
         f"p95 {report['p95_ms']} ms, max {report['max_ms']} ms (target p95 <= 50 ms; "
+        f"{report['kernel_websocket']} kernel websocket; "
         f"load average {report['load_average_1min']}); written to {path}"
     )
