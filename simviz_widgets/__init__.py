@@ -17,6 +17,23 @@ from .models import load as load_model
 
 __version__ = "0.1.0"
 
+# Subpackages not imported above (widgets pulls in ipywidgets/ipycanvas/bqplot; the command line and
+# scripts need none of it) load on first attribute access, so `sv.widgets.PairExplorer` works
+# after `import simviz_widgets as sv`.
+_LAZY_SUBPACKAGES = ("widgets", "datasets", "render", "evaluate", "attributes", "cli")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'simviz_widgets' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBPACKAGES))
+
 __all__ = [
     "SimilarityModel", "PairExplanation", "PreprocessConfig", "explain", "list_methods",
     "register_method", "load_model", "list_models", "__version__",

@@ -111,3 +111,23 @@ def test_listings(capsys):
 def test_help_exits_zero(capsys):
     assert main(["explain", "--help"]) == 0
     assert "--reading" in capsys.readouterr().out
+
+
+def test_package_loads_widgets_only_when_asked():
+    """`import simviz_widgets` stays free of the Jupyter widget stack (the CLI's start-up), and
+    `sv.widgets.PairExplorer` still works, as the README writes it. A fresh interpreter, so
+    nothing imported by other tests hides the difference."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, simviz_widgets as sv\n"
+        "assert 'simviz_widgets.widgets' not in sys.modules and 'ipycanvas' not in sys.modules\n"
+        "assert sv.widgets.PairExplorer.__name__ == 'PairExplorer'\n"
+        "assert 'ipycanvas' in sys.modules\n"
+        "assert sv.datasets.load_photo('chelsea').shape[-1] == 3\n"
+        "try:\n    sv.no_such_name\nexcept AttributeError as error:\n    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "has no attribute 'no_such_name'" in done.stdout
