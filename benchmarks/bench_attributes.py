@@ -25,8 +25,8 @@ import torch
 
 from simviz_widgets.adapters import SimilarityModel
 from simviz_widgets.attributes import (
-    COMPONENTS, DEFAULT_WEIGHTS, decomposition_maps, fit_attribute_predictor, fit_concept_vectors, rank_components,
-    synthetic_attribute_data,
+    COMPONENTS, DEFAULT_WEIGHTS, decomposition_maps_from_features, fit_attribute_predictor, fit_concept_vectors,
+    rank_components, synthetic_attribute_data,
 )
 from simviz_widgets.attributes.predictor import image_batch
 from simviz_widgets.datasets.synthetic import SYNTHETIC_ATTRIBUTES, scene_pairs
@@ -39,9 +39,10 @@ def pair_outputs(model, predictor, pairs):
     xq = image_batch(model, [p.query.image for p in pairs])
     xr = image_batch(model, [p.reference.image for p in pairs])
     with torch.no_grad():
-        mq, cq = predictor(model.features(xq))
-        mr, cr = predictor(model.features(xr))
-    sq, sr = decomposition_maps(model, xq, xr)
+        fq, fr = model.features(xq), model.features(xr)
+        mq, cq = predictor(fq)
+        mr, cr = predictor(fr)
+    sq, sr = decomposition_maps_from_features(model, fq, fr)
     return {"maps_q": mq.numpy(), "maps_r": mr.numpy(), "conf_q": torch.sigmoid(cq).numpy(),
             "conf_r": torch.sigmoid(cr).numpy(), "sal_q": sq.numpy(), "sal_r": sr.numpy()}
 

@@ -13,12 +13,12 @@ from .concepts import ConceptVectors, fit_concept_vectors
 from .data import AttributeData, attributes_from_folders, synthetic_attribute_data
 from .predictor import AttributePredictor, fit_attribute_predictor, saliency_distance
 from .ranking import COMPONENTS, DEFAULT_WEIGHTS, AttributeRanking, AttributeScore, explain_attributes, rank_components
-from .saliency import decomposition_maps, saliency_distribution
+from .saliency import decomposition_maps, decomposition_maps_from_features, saliency_distribution
 
 __all__ = [
     "AttributePredictor", "fit_attribute_predictor", "saliency_distance",
     "ConceptVectors", "fit_concept_vectors",
     "AttributeData", "attributes_from_folders", "synthetic_attribute_data",
     "explain_attributes", "AttributeScore", "AttributeRanking", "COMPONENTS", "DEFAULT_WEIGHTS", "rank_components",
-    "decomposition_maps", "saliency_distribution",
+    "decomposition_maps", "decomposition_maps_from_features", "saliency_distribution",
 ]

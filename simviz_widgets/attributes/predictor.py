@@ -25,7 +25,7 @@ from torch import nn
 
 from ..adapters import SimilarityModel
 from .data import AttributeData
-from .saliency import decomposition_maps, saliency_distribution
+from .saliency import decomposition_maps_from_features, saliency_distribution
 
 __all__ = ["AttributePredictor", "fit_attribute_predictor", "image_batch", "saliency_distance"]
 
@@ -132,14 +132,14 @@ def _features(model, x, chunk=256):
         return torch.cat([model.features(x[s : s + chunk]) for s in range(0, len(x), chunk)])
 
 
-def _saliency(model, x, images, partners, method="decomposition", options=None, show_progress=False, chunk=256):
-    grid = None
+def _saliency(model, feats, images, partners, method="decomposition", options=None, show_progress=False,
+              chunk=256):
     if method == "decomposition" and not options:
-        try:
+        try:  # from the features already computed: no forward pass at all
             out = []
-            for s in range(0, len(x), chunk):
-                idx = torch.arange(s, min(s + chunk, len(x)))
-                qmap, _ = decomposition_maps(model, x[idx], x[partners[idx]])
+            for s in range(0, len(feats), chunk):  # chunks bound the float64 contribution tensors
+                idx = torch.arange(s, min(s + chunk, len(feats)))
+                qmap, _ = decomposition_maps_from_features(model, feats[idx], feats[partners[idx]])
                 out.append(qmap)
             return saliency_distribution(torch.cat(out))
         except ValueError:
@@ -148,10 +148,9 @@ def _saliency(model, x, images, partners, method="decomposition", options=None, 
 
     from ..explain import explain
 
-    with torch.no_grad():
-        grid = tuple(model.features(x[:1]).shape[2:])
+    grid = tuple(feats.shape[2:])
     maps = []
-    for i in tqdm(range(len(x)), desc=f"saliency ({method})", disable=not show_progress, leave=False):
+    for i in tqdm(range(len(images)), desc=f"saliency ({method})", disable=not show_progress, leave=False):
         j = int(partners[i])
         exp = explain(model, images[i], images[j], method=method, **(options or {}))
         m = torch.as_tensor(exp.query_map)[None, None]
@@ -189,7 +188,7 @@ def fit_attribute_predictor(model: SimilarityModel, data: AttributeData, *, sali
     x = image_batch(model, data.images)
     feats = _features(model, x)
     partners = torch.as_tensor(data.partners, dtype=torch.long)
-    sal = _saliency(model, x, data.images, partners, saliency, saliency_options, show_progress)
+    sal = _saliency(model, feats, data.images, partners, saliency, saliency_options, show_progress)
     labels = torch.as_tensor(data.labels, dtype=torch.float32)
     true_mask = torch.as_tensor(data.labels, dtype=torch.bool)
 

@@ -11,7 +11,7 @@ import torch
 
 from ..adapters import SimilarityModel
 
-__all__ = ["decomposition_maps", "saliency_distribution"]
+__all__ = ["decomposition_maps", "decomposition_maps_from_features", "saliency_distribution"]
 
 
 def _contributions(model: SimilarityModel, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,6 +35,12 @@ def _contributions(model: SimilarityModel, feats: torch.Tensor) -> tuple[torch.T
 def decomposition_maps(model: SimilarityModel, xq: torch.Tensor, xr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Overall decomposition maps (B, h, w) of the query and the reference for a batch of pairs of
     normalised images (B, 3, H, W). Exact cases only; other models: use ``explain()`` per pair."""
+    _check_exact(model)
+    with torch.no_grad():
+        return decomposition_maps_from_features(model, model.features(xq), model.features(xr))
+
+
+def _check_exact(model: SimilarityModel) -> None:
     if model.decompose_layer is not None or model.pooling.kind == "flatten" or (
         model.head_kind not in ("identity",) and model.head_weight is None
     ):
@@ -42,8 +48,13 @@ def decomposition_maps(model: SimilarityModel, xq: torch.Tensor, xr: torch.Tenso
             f"batched decomposition maps need avg/max/GeM pooling and an affine head; {model.name} has "
             f"pooling={model.pooling.kind!r}, head={model.head_kind!r}"
         )
+
+
+def decomposition_maps_from_features(model: SimilarityModel, fq: torch.Tensor, fr: torch.Tensor):
+    """:func:`decomposition_maps` from feature maps (B, C, h, w) already computed with
+    ``model.features`` (training computes them once for the predictor and the saliency)."""
+    _check_exact(model)
     with torch.no_grad():
-        fq, fr = model.features(xq), model.features(xr)
         Eq, gq = _contributions(model, fq.double())
         Er, gr = _contributions(model, fr.double())
         if model.metric == "euclidean":

@@ -13,7 +13,7 @@ import torch
 
 from ..adapters import SimilarityModel
 
-__all__ = ["copy_model", "copy_parts", "wrap_like", "fast_inference_copy"]
+__all__ = ["copy_model", "copy_parts", "wrap_like", "fast_inference_copy", "WorkerCopy"]
 
 
 def copy_parts(model: SimilarityModel):
@@ -63,3 +63,22 @@ def fast_inference_copy(model: SimilarityModel) -> SimilarityModel:
     new = copy_model(model, transform=to_channels_last)
     new._simviz_fast_copy = True
     return new
+
+
+class WorkerCopy:
+    """A private copy of the latest model given, for a worker thread (hooks on a module shared with
+    the kernel's thread are not thread-safe); one model at a time, copied once. The model itself is
+    used if it cannot be copied. The model is held, so a new model can never be mistaken for it."""
+
+    def __init__(self):
+        self._model = None
+        self._copy = None
+
+    def of(self, model):
+        if model is not self._model:
+            try:
+                copy_ = fast_inference_copy(model)
+            except Exception:  # noqa: BLE001 - an exotic module that deepcopy cannot handle
+                copy_ = model
+            self._model, self._copy = model, copy_
+        return self._copy

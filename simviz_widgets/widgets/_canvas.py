@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
 
+import ipywidgets as widgets
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -67,8 +68,6 @@ def event_pad(canvas, canvas_size: tuple[int, int], name: str):
 
     The canvas fills the box, so event positions relative to the box map to the canvas as before
     (``event_to_pixel`` rescales by the box's rendered size)."""
-    import ipywidgets as widgets
-
     pad = widgets.Box([passive_canvas(canvas)])
     pad.add_class(EVENT_PAD_CLASS)
     pad.add_class(name)
@@ -84,8 +83,6 @@ def resize_event_pad(pad, canvas_size: tuple[int, int]) -> None:
 
 def canvas_style():
     """A hidden HTML widget carrying the CSS above; include it once in any widget tree with canvases."""
-    import ipywidgets as widgets
-
     return widgets.HTML(f"<style>{_CANVAS_CSS}</style>", layout=widgets.Layout(display="none"))
 
 

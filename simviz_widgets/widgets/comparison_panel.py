@@ -38,6 +38,7 @@ import numpy as np
 import traitlets
 from PIL import Image, ImageDraw
 
+from ..evaluate._copies import WorkerCopy
 from ..explain.base import PairExplanation, get_method, list_methods
 from ..render import default_cmap, normalize_map, overlay
 from ._canvas import check_alpha, check_cmap, check_size, check_state, close_tree, display_size, photo_rgba
@@ -259,7 +260,7 @@ class MethodComparisonPanel(widgets.VBox):
         self._generation = 0
         self._run: _Run | None = None
         self._previous_threads: list[threading.Thread] = []
-        self._worker_models: dict[int, Any] = {}
+        self._worker_copy = WorkerCopy()
         self._closed = False
         self._last_progress = 0.0
         self.results: dict[str, MethodResult] = {}
@@ -282,7 +283,7 @@ class MethodComparisonPanel(widgets.VBox):
         from .pair_viewer import check_viewer_with_model
 
         check_viewer_with_model(viewer, "the comparison panel runs every method")
-        query, reference = cls._viewer_inputs(viewer)
+        query, reference = viewer.inputs
         return cls(viewer.model, query, reference, methods=methods, metrics=metrics,
                    method_options=method_options, query_mask=query_mask, reference_mask=reference_mask,
                    mapping=mapping, viewer=viewer, state=viewer.state, size=size, cmap=viewer.cmap,
@@ -565,10 +566,6 @@ class MethodComparisonPanel(widgets.VBox):
     # --------------------------------------------------------------------------------------------
     # pair and runs
 
-    @staticmethod
-    def _viewer_inputs(viewer) -> tuple:
-        return viewer.inputs
-
     def _set_pair(self, query, reference, *, query_mask, reference_mask, mapping, fast_here: bool) -> None:
         from ..evaluate import display_mapping, mask_to_display
 
@@ -664,7 +661,7 @@ class MethodComparisonPanel(widgets.VBox):
         run.results = self.results
         # Copied here, not in the worker: a copy taken while this thread runs the model could
         # catch one of its temporary feature hooks.
-        run.worker_model = self._worker_model(self._model)
+        run.worker_model = self._worker_copy.of(self._model)
         self._run = run
         self.progress.max = float(len(tasks))
         self.progress.value = 0.0
@@ -701,20 +698,6 @@ class MethodComparisonPanel(widgets.VBox):
         if cancel is not None and "cancel" in cls.options:
             options["cancel"] = cancel
         return cls(**options)
-
-    def _worker_model(self, model):
-        """A private copy of ``model`` for the worker thread (hooks on a shared module are not
-        thread-safe); the model itself if it cannot be copied."""
-        copy = self._worker_models.get(id(model))
-        if copy is None:
-            try:
-                from ..evaluate._copies import fast_inference_copy
-
-                copy = fast_inference_copy(model)
-            except Exception:  # noqa: BLE001 - an exotic module that deepcopy cannot handle
-                copy = model
-            self._worker_models = {id(model): copy}  # one model at a time
-        return copy
 
     def _work(self, run: _Run, previous: list[threading.Thread]) -> None:
         """The worker: tasks in order, results into the cache, the grid updated as each ends."""
@@ -1031,10 +1014,10 @@ class MethodComparisonPanel(widgets.VBox):
         viewer = self.viewer
         if viewer.model is not None and viewer.model is not self._model:
             self._model = viewer.model
-            query, reference = self._viewer_inputs(viewer)
+            query, reference = viewer.inputs
             self._set_pair(query, reference, query_mask=None, reference_mask=None, mapping=None, fast_here=False)
         elif not self._same_pair(exp):
-            query, reference = self._viewer_inputs(viewer)
+            query, reference = viewer.inputs
             # Ground truth belonged to the old pair; the new one is compared without it.
             self._set_pair(query, reference, query_mask=None, reference_mask=None, mapping=None, fast_here=False)
         self._highlight(exp.method if exp.method in self.results and self._same_pair(exp) else None)

@@ -30,6 +30,7 @@ from ipycanvas import MultiCanvas
 from ipyevents import Event
 
 from ..explain.base import READINGS, PairExplanation
+from ..evaluate._copies import WorkerCopy
 from ..render import default_cmap, normalize_map
 from ..render.figure import cell_centre_pixels
 from ._canvas import (
@@ -186,7 +187,7 @@ class PairViewer(widgets.VBox):
         self._latest_stamp = {"query": -math.inf, "reference": -math.inf}
         self._syncing = False
         self._background: tuple[threading.Thread, threading.Event, str] | None = None
-        self._worker_models: dict = {}
+        self._worker_copy = WorkerCopy()
 
         canvases = {}
         for source in SOURCES:
@@ -343,7 +344,7 @@ class PairViewer(widgets.VBox):
         self.cancel_background()
         if model is None:
             raise ValueError("model is None; expected a SimilarityModel or torch module")
-        query, reference = self._inputs or (self.explanation.query, self.explanation.reference)
+        query, reference = self.inputs
         method = self._recompute_method()
         from ..explain import get_method
 
@@ -580,7 +581,7 @@ class PairViewer(widgets.VBox):
         if self._model is None:
             self._set_quietly(self.method_dropdown, change["old"])
             return
-        query, reference = self._inputs or (self.explanation.query, self.explanation.reference)
+        query, reference = self.inputs
         self.cancel_background()
         from .comparison_panel import is_slow
 
@@ -621,25 +622,12 @@ class PairViewer(widgets.VBox):
             if not getattr(self, "_closed", False):
                 self.status_label.value = ""
 
-    def _worker_model(self):
-        """A private copy of the model for the worker thread (hooks on a shared module are not
-        thread-safe); the model itself if it cannot be copied."""
-        key = id(self._model)
-        if key not in self._worker_models:
-            try:
-                from ..evaluate._copies import fast_inference_copy
-
-                self._worker_models = {key: fast_inference_copy(self._model)}
-            except Exception:  # noqa: BLE001 - an exotic module that deepcopy cannot handle
-                self._worker_models = {key: self._model}
-        return self._worker_models[key]
-
     def _start_background(self, method: str, query, reference) -> None:
         from ..explain import ExplanationCancelled, explain, get_method
 
         cancel = threading.Event()
         options = {k: v for k, v in (("show_progress", False), ("cancel", cancel)) if k in get_method(method).options}
-        model = self._worker_model()
+        model = self._worker_copy.of(self._model)
 
         def work():
             try:
