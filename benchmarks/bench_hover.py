@@ -68,7 +68,7 @@ def time_hovers(viewer: PairViewer, count: int = EVENTS) -> tuple[np.ndarray, np
     events = moves(viewer, count + 50)
     for source, event in events[:50]:  # warm-up
         viewer._handle_event(source, event)
-    viewer._latest_stamp = {"query": -np.inf, "reference": -np.inf}
+    viewer.logic.reset_event_order()
     wall, cpu = np.empty(count), np.empty(count)
     for k, (source, event) in enumerate(events[50:]):
         start, start_cpu = time.perf_counter(), time.process_time()

@@ -30,6 +30,14 @@ def photos():
 
 
 @pytest.fixture
+def commands(monkeypatch):
+    """Every ipycanvas draw command sent during the test (tests/widget_helpers.py)."""
+    from widget_helpers import record_commands
+
+    return record_commands(monkeypatch)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

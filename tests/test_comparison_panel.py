@@ -20,13 +20,9 @@ from simviz_widgets.explain import base as explain_base
 from simviz_widgets.explain.base import Explainer
 from simviz_widgets.widgets._canvas import value_at_pixel
 from simviz_widgets.widgets import HoverState, MethodComparisonPanel, PairExplorer, PairViewer
-from simviz_widgets.widgets.comparison_panel import (
-    METHOD_COLOURS,
-    RUNTIME,
-    format_runtime,
-    format_value,
-    is_slow,
-)
+from simviz_widgets.explain.base import get_method
+from simviz_widgets.widgets.comparison import RUNTIME, ComparisonSession
+from simviz_widgets.widgets.comparison.charts import METHOD_COLOURS, format_runtime, format_value
 
 WAIT_S = 120  # generous: the machine is shared; only a hang would reach it
 FAST_METRICS = [("deletion", {"steps": 11}), ("insertion", {"steps": 11})]
@@ -62,8 +58,8 @@ def constant_explanation(model, query, reference, method: str, value: float) -> 
 
 @pytest.fixture
 def counting_methods(monkeypatch):
-    """Registers 'counted' (fast) and 'gated' (slow: has a cancel option, waits for a release
-    event, checks cancel every 10 ms). Returns their call counters and events."""
+    """Registers 'counted' (fast) and 'gated' (slow: declares ``slow``, has a cancel option, waits
+    for a release event, checks cancel every 10 ms). Returns their call counters and events."""
     calls = {"counted": 0, "gated": 0}
     gate = {"release": threading.Event(), "started": threading.Event()}
 
@@ -77,6 +73,7 @@ def counting_methods(monkeypatch):
 
     class Gated(Explainer):
         name = "gated"
+        slow = True
         options = {"cancel": (None, "callable"), "show_progress": (True, "unused")}
 
         def compute(self, model, query, reference):
@@ -233,12 +230,13 @@ def test_results_are_cached_per_pair(tiny, pairs, counting_methods, counting_met
 def test_slow_methods_run_in_the_background_and_fill_the_grid(tiny, pairs, counting_methods, counting_metric):
     calls, gate = counting_methods
     pair = pairs[0]
-    assert is_slow("gated") and is_slow("rise") and not is_slow("counted")
+    assert get_method("gated").slow and get_method("rise").slow and not get_method("counted").slow
     panel = MethodComparisonPanel(tiny, pair.query, pair.reference, methods=["counted", "gated"],
                                   metrics=["hot_cell"])
     try:
         # The constructor returned while 'gated' waits: the fast method is there already.
         assert gate["started"].wait(WAIT_S)
+        panel.session.deliver()  # what the worker posted so far (a kernel's event loop does this)
         assert panel.explanation("counted") is not None
         assert panel.results["gated"].status == "running" and panel.computing
         assert panel.rows["gated"]["shown"] == "photo"  # placeholder until it finishes
@@ -292,6 +290,7 @@ def test_cancel_stops_rise_between_batches(tiny, pairs):
     try:
         started = threading.Event()
         for _ in range(WAIT_S * 20):
+            panel.session.deliver()
             progress = panel.results["rise"].progress
             if progress is not None and progress > 0 and panel.progress.value > 0:
                 started.set()
@@ -304,7 +303,7 @@ def test_cancel_stops_rise_between_batches(tiny, pairs):
         result = panel.results["rise"]
         assert result.status == "cancelled"
         assert 0 < result.partial.info["passes_done"] < masks
-        assert panel.cache.explanation(panel._exp_key("rise")) is None
+        assert panel.cache.explanation(panel.session.exp_key("rise")) is None
     finally:
         panel.close()
 
@@ -360,10 +359,10 @@ def test_viewer_keeps_using_the_model_while_the_panel_works_in_the_background(ti
     panel = MethodComparisonPanel.for_viewer(viewer, methods=["decomposition", "rise"], metrics=[],
                                              method_options={"rise": options})
     try:
-        worker_model = panel._run.worker_model
-        assert worker_model.module is not tiny.module  # its own copy, hooks and all
+        job = panel.session.runner.current
+        assert job.model is not tiny and job.model.module is not tiny.module  # its own copy, hooks and all
         shown = []
-        while panel.computing and len(shown) < 400:
+        while not job.done.is_set() and len(shown) < 400:
             for method in ("gradcam", "decomposition"):
                 viewer.method_dropdown.value = method
                 shown.append(viewer.explanation)
@@ -480,3 +479,363 @@ def test_bad_input_is_named(tiny, pairs):
     other_model = PairViewer(type(tiny).wrap(tiny.module, pooling=tiny.pooling, head=tiny.head), q, r, size=32)
     with pytest.raises(ValueError, match="another model"):
         MethodComparisonPanel(tiny, q, r, methods=["gradcam"], viewer=other_model)
+
+
+# ------------------------------------------------------------------------------------------------
+# the session without widgets, superseded jobs, threads and model copies
+
+
+@pytest.fixture
+def holding_method(monkeypatch):
+    """Registers 'holding': slow, NOT cancellable (it ignores cancellation), records the model it
+    ran on and the query it explained, signals ``entered`` and blocks until ``release`` is set."""
+    hold = {"release": threading.Event(), "entered": threading.Semaphore(0), "calls": []}
+
+    class Holding(Explainer):
+        name = "holding"
+        slow = True
+        options = {}
+
+        def compute(self, model, query, reference):
+            hold["calls"].append((model, query.display))
+            hold["entered"].release()
+            if not hold["release"].wait(WAIT_S):
+                raise RuntimeError("holding was never released")
+            return constant_explanation(model, query, reference, self.name, 3.0)
+
+    monkeypatch.setitem(explain_base._METHODS, "holding", Holding)
+    return hold
+
+
+def test_session_modules_import_no_widget_library():
+    import ast
+    from pathlib import Path
+
+    import simviz_widgets.widgets.comparison as package
+
+    folder = Path(package.__file__).parent
+    for name in ("session.py", "results.py", "worker.py"):
+        tree = ast.parse((folder / name).read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add("." * node.level + (node.module or ""))
+        assert not {m for m in imported if m.split(".")[0] in ("ipywidgets", "bqplot", "ipycanvas")}, name
+        assert not {m for m in imported if m.lstrip(".").startswith(("_canvas", "panel", "charts"))}, name
+
+
+def test_session_is_usable_from_a_script(tiny, pairs, counting_methods, counting_metric):
+    from ipywidgets.widgets import widget
+
+    calls, gate = counting_methods
+    pair = pairs[0]
+    before = len(widget._instances)
+    events = []
+    session = ComparisonSession(tiny, methods=["counted", "gated"], metrics=["hot_cell"])
+    session.subscribe(lambda event: events.append((event, threading.current_thread())))
+    session.set_pair(pair.query, pair.reference)
+    try:
+        assert gate["started"].wait(WAIT_S)
+        assert session.computing and session.status.state == "computing"
+        assert session.explanation("counted") is not None  # fast: explained in set_pair
+        assert session.tasks == [("score", "counted"), ("explain", "gated"), ("score", "gated")]
+        gate["release"].set()
+        assert session.wait(WAIT_S)
+        assert not session.computing and session.status.state == "done"
+        assert session.status.text == "all results ready" and session.status.fraction == 1.0
+        assert {n: r.status for n, r in session.results.items()} == {"counted": "done", "gated": "done"}
+        assert session.scores["counted"]["hot_cell"] == 1.0 and session.scores["gated"]["hot_cell"] == 2.0
+        assert session.ranking("hot_cell") == [("gated", 2.0), ("counted", 1.0)]
+        assert session.explanation("gated").method == "gated" and calls == {"counted": 1, "gated": 1}
+        assert len(widget._instances) == before  # no widget was made
+        assert {e.kind for e, _ in events} == {"pair", "result", "status"}
+        assert all(thread is threading.main_thread() for _, thread in events)
+    finally:
+        gate["release"].set()
+        session.close()
+
+
+def test_a_new_pair_supersedes_the_running_job(tiny, pairs, holding_method, counting_metric):
+    hold = holding_method
+    first, second = pairs
+    session = ComparisonSession(tiny, first.query, first.reference, methods=["holding"], metrics=["hot_cell"])
+    seen = []
+    session.subscribe(lambda event: seen.append(session.results[event.method].shown)
+                      if event.kind == "result" else None)
+    try:
+        assert hold["entered"].acquire(timeout=WAIT_S)  # the first pair's job is explaining
+        old_job = session.runner.current
+        session.set_pair(second.query, second.reference)
+        assert old_job.cancelled and session.runner.current is not old_job
+        assert hold["entered"].acquire(timeout=WAIT_S)  # the second pair's job too
+        hold["release"].set()
+        # The old worker finishes and posts its explanation and scores: nothing delivers them yet
+        # (no event loop); they are dropped when the new job's outcome is delivered.
+        old_job.thread.join(WAIT_S)
+        assert old_job.done.is_set()
+        assert session.wait(WAIT_S)
+        second_display = tiny.prepare(second.query).display
+        exp = session.explanation("holding")
+        assert np.array_equal(exp.query, second_display)
+        assert session.scores["holding"]["hot_cell"] == 3.0 and session.status.state == "done"
+        shown = [e for e in seen if e is not None]
+        assert shown and all(np.array_equal(e.query, second_display) for e in shown)
+        assert counting_metric.count("holding") == 1  # the old pair's scoring never ran or was dropped
+        # The old job's explanation is not lost: it was cached under the first pair (only its
+        # score, never computed, is left to do).
+        session.set_pair(first.query, first.reference)
+        assert session.explanation("holding") is not None and session.tasks == [("score", "holding")]
+        assert session.wait(WAIT_S) and session.scores["holding"]["hot_cell"] == 3.0
+        assert len(hold["calls"]) == 2
+    finally:
+        hold["release"].set()
+        session.close()
+
+
+def test_the_worker_never_sets_a_trait_or_draws(tiny, pairs, counting_methods, counting_metric, monkeypatch):
+    """The panel's background work in a running event loop (as in a kernel): every trait set, every
+    widget state message happens in the kernel's (main) thread."""
+    import asyncio
+
+    import ipywidgets
+    import traitlets
+
+    calls, gate = counting_methods
+    pair = pairs[0]
+    threads = []
+    original_set = traitlets.TraitType.__set__
+    original_set_trait = traitlets.HasTraits.set_trait
+    original_send_state = ipywidgets.Widget.send_state
+
+    def checked_set(self, obj, value):
+        threads.append(("set", threading.current_thread()))
+        return original_set(self, obj, value)
+
+    def checked_set_trait(self, name, value):
+        threads.append(("set_trait", threading.current_thread()))
+        return original_set_trait(self, name, value)
+
+    def checked_send_state(self, key=None):
+        threads.append(("send_state", threading.current_thread()))
+        return original_send_state(self, key)
+
+    monkeypatch.setattr(traitlets.TraitType, "__set__", checked_set)
+    monkeypatch.setattr(traitlets.HasTraits, "set_trait", checked_set_trait)
+    monkeypatch.setattr(ipywidgets.Widget, "send_state", checked_send_state)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        finished = asyncio.Event()
+        panel = MethodComparisonPanel(tiny, pair.query, pair.reference, methods=["counted", "gated", "rise"],
+                                      metrics=["hot_cell"], method_options={"rise": {"masks": 64}})
+        panel.session.subscribe(lambda _e: finished.set() if panel.session.status.state == "done" else None)
+        try:
+            assert await loop.run_in_executor(None, gate["started"].wait, WAIT_S)
+            gate["release"].set()
+            await asyncio.wait_for(finished.wait(), WAIT_S)  # delivered by the loop, not by wait()
+            assert panel.session.runner.current is None
+            assert panel.rows["gated"]["shown"] is panel.explanation("gated")
+            assert panel.progress.bar_style == "success"
+        finally:
+            gate["release"].set()
+            panel.close()
+
+    asyncio.run(main())
+    assert calls["gated"] == 1 and len(threads) > 100
+    off_main = [(kind, t.name) for kind, t in threads if t is not threading.main_thread()]
+    assert off_main == []
+
+
+def test_concurrent_jobs_never_share_a_model_copy(tiny, pairs, holding_method):
+    from simviz_widgets.adapters.copies import ModelCopies
+
+    hold = holding_method
+    first, second = pairs
+    pool = ModelCopies(tiny)
+    a = ComparisonSession(tiny, first.query, first.reference, methods=["holding"], metrics=[], copies=pool)
+    b = ComparisonSession(tiny, first.query, first.reference, methods=["holding"], metrics=[], copies=pool)
+    try:
+        assert hold["entered"].acquire(timeout=WAIT_S) and hold["entered"].acquire(timeout=WAIT_S)
+        a.set_pair(second.query, second.reference)  # a's first job is superseded but still running
+        assert hold["entered"].acquire(timeout=WAIT_S)
+        models = [model for model, _ in hold["calls"]]
+        assert len(models) == 3 and len({id(m) for m in models}) == 3
+        assert len({id(m.module) for m in models}) == 3
+        assert all(m is not tiny and m.module is not tiny.module for m in models)
+        assert pool.in_use == 3
+        hold["release"].set()
+        assert a.wait(WAIT_S) and b.wait(WAIT_S)
+        assert a.runner.join_all(WAIT_S)
+        assert pool.in_use == 0 and pool.made == 3
+    finally:
+        hold["release"].set()
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_a_model_that_cannot_be_copied_is_an_error_in_the_panel(tiny, pairs, counting_methods,
+                                                                 counting_metric, background):
+    calls, _ = counting_methods
+    pair = pairs[0]
+    model = tiny.copy()
+    model.module.lock = threading.Lock()  # deepcopy fails on it
+    panel = MethodComparisonPanel(model, pair.query, pair.reference, methods=["counted", "gated"],
+                                  metrics=["hot_cell"], background=background)
+    try:
+        assert panel.wait(WAIT_S) and not panel.computing
+        assert calls == {"counted": 1, "gated": 0}  # the fast one here; nothing ran in a worker
+        status = panel.session.status
+        assert status.state == "failed" and "cannot be copied" in status.error
+        assert "cannot be copied" in panel.status_label.value and "#b00" in panel.status_label.value
+        assert panel.progress.bar_style == "danger"
+        gated = panel.results["gated"]
+        assert gated.status == "failed" and gated.explanation is None and "cannot be copied" in gated.error
+        assert "cannot be copied" in panel.rows["gated"]["label"].value
+        assert panel.explanation("counted") is not None  # explained in the kernel's thread
+        assert not panel.run_button.disabled  # a retry is offered
+    finally:
+        panel.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# readable charts, header and thumbnails
+
+
+def flex_row_widths(count: int, basis: int, max_width: int, margin: int, output: int) -> list[list[float]]:
+    """The widths a flex-wrap row of ``count`` items (``flex: 1 1 basis``, margin on the right)
+    gives them in ``output`` pixels: rows of as many as fit, each grown to share its row."""
+    per_row = max(1, output // (basis + margin))
+    rows = []
+    for start in range(0, count, per_row):
+        n = min(per_row, count - start)
+        rows.append([min(max_width, (output - n * margin) / n)] * n)
+    return rows
+
+
+def test_charts_are_horizontal_with_full_names_and_fill_the_output(tiny, pairs):
+    from simviz_widgets.widgets.comparison import charts as charts_module
+
+    pair = pairs[0]
+    methods = ["decomposition", "similarity_attention", "gradcam", "rise"]
+    panel = MethodComparisonPanel(tiny, pair.query, pair.reference, methods=methods, metrics=FAST_METRICS,
+                                  method_options={"rise": {"masks": 50}}, background=False)
+    try:
+        assert list(panel.bars) == ["deletion", "insertion", RUNTIME]
+        longest = max(len(m) for m in methods)
+        for key, bars in panel.bars.items():
+            fig = panel.charts[key]
+            assert bars.orientation == "horizontal"
+            categories = bars.scales["x"]
+            assert categories.reverse  # the first (best) method is drawn on top
+            category_axis, value_axis = fig.axes
+            assert category_axis.scale is categories and category_axis.side == "left"
+            assert value_axis.side == "bottom" and value_axis.tick_format == ".3~g"  # 100, not 1e+02
+            ticks = list(value_axis.tick_values)  # a few round ticks from 0 over every bar
+            values = [v for v in bars.y]
+            assert 3 <= len(ticks) <= 6 and ticks[0] <= min(0.0, min(values)) and ticks[-1] >= max(values)
+            steps = np.diff(ticks)
+            assert np.allclose(steps, steps[0]) and float(steps[0]) == float(f"{steps[0]:.1g}")  # 1, 2 or 5 x 10^k
+            assert (value_axis.scale.min, value_axis.scale.max) == (ticks[0], ticks[-1])
+            assert sorted(panel.chart_order(key)) == sorted(methods)  # every name, in full
+            assert fig.fig_margin["left"] >= charts_module.CHAR_PX * longest + 10
+            # A short title that fits: at most ~0.6 em per character.
+            assert 0.6 * charts_module.TITLE_FONT_PX * len(fig.title) < charts_module.CHART_BASIS_PX - 20
+            assert fig.title.endswith(("higher is better", "lower is better"))
+        assert panel.charts["deletion"].title == "deletion ↓ lower is better"
+        assert panel.charts["insertion"].title == "insertion ↑ higher is better"
+        assert panel.charts[RUNTIME].axes[1].label == "seconds"
+        # Laid out to use the output's width: a wrapping row of flex items sharing it.
+        box = panel.charts_box.layout
+        assert box.display == "flex" and box.flex_flow == "row wrap" and box.width == "100%"
+        basis = charts_module.CHART_BASIS_PX
+        for item in panel.charts_box.children:
+            assert item.layout.flex == f"1 1 {basis}px" and item.layout.max_width == f"{charts_module.CHART_MAX_PX}px"
+        output = charts_module.OUTPUT_WIDTH_PX
+        rows = flex_row_widths(len(panel.charts_box.children), basis, charts_module.CHART_MAX_PX,
+                               charts_module.GAP_PX, output)
+        assert len(rows) == 1 and len(rows[0]) == 3  # three abreast
+        assert sum(rows[0]) + 3 * charts_module.GAP_PX == pytest.approx(output)
+        assert all(basis <= w <= charts_module.CHART_MAX_PX for w in rows[0])
+        # The header says nothing about background work once everything is ready.
+        assert panel.session.status.state == "done"
+        assert "in the background" not in panel.title.value and "4 methods" in panel.title.value
+    finally:
+        panel.close()
+
+
+def test_header_says_what_runs_in_the_background_only_while_it_runs(tiny, pairs, counting_methods,
+                                                                    counting_metric):
+    calls, gate = counting_methods
+    pair = pairs[0]
+    panel = MethodComparisonPanel(tiny, pair.query, pair.reference, methods=["counted", "gated"],
+                                  metrics=["hot_cell"])
+    try:
+        assert gate["started"].wait(WAIT_S)
+        panel.session.deliver()
+        assert "computing in the background: gated" in panel.title.value
+        assert "counted" not in panel.title.value.split("background:")[1]  # already scored
+        gate["release"].set()
+        assert panel.wait(WAIT_S)
+        assert "background" not in panel.title.value
+        assert panel.status_label.value == "all results ready"
+    finally:
+        gate["release"].set()
+        panel.close()
+
+
+def test_a_side_without_a_map_shows_the_plain_photo_labelled_n_a(tiny, pairs):
+    from simviz_widgets.widgets._canvas import display_size, photo_rgba
+    from simviz_widgets.widgets.comparison.thumbnails import NO_MAP_LABEL, fitted_label, label_box
+
+    pair = pairs[0]
+    panel = MethodComparisonPanel(tiny, pair.query, pair.reference, methods=["rise"], metrics=[], size=64,
+                                  method_options={"rise": {"masks": 50}}, background=False)
+    try:
+        exp = panel.explanation("rise")
+        assert exp.has_map("query") and not exp.has_map("reference")
+        for side in ("query", "reference"):
+            png = png_pixels(panel.rows["rise"][side].value)
+            image = exp.image(side)
+            photo = photo_rgba(image, display_size(image.shape[:2], 64))[..., :3]
+            assert png.shape == photo.shape
+            left, top, right, bottom = label_box(png.shape[:2], NO_MAP_LABEL)
+            outside = np.ones(png.shape[:2], bool)
+            outside[top:bottom, left:right] = False
+            if side == "reference":
+                # The photo itself outside the label (not darkened, not washed out)...
+                assert np.array_equal(png[outside], photo[outside])
+                # ...and a dark label with light text inside it.
+                inside = png[top:bottom, left:right].astype(int)
+                assert bottom - top < png.shape[0] // 2 and right - left < png.shape[1]
+                assert (inside.max(axis=-1) < 60).mean() > 0.5 and (inside.min(axis=-1) > 180).any()
+            else:
+                assert not np.array_equal(png[outside], photo[outside])  # the map is drawn over it
+        assert "n/a" in NO_MAP_LABEL
+        # At the default size the whole label fits.
+        big = MethodComparisonPanel(tiny, pair.query, pair.reference, methods=["rise"], metrics=[],
+                                    method_options={"rise": {"masks": 50}}, background=False)
+        png = png_pixels(big.rows["rise"]["reference"].value)
+        left, top, right, bottom = label_box(png.shape[:2], NO_MAP_LABEL)
+        assert fitted_label(NO_MAP_LABEL, png.shape[1]) == NO_MAP_LABEL and right < png.shape[1] // 2 + 30
+        big.close()
+    finally:
+        panel.close()
+
+
+def test_methods_keep_one_colour_in_rows_and_charts(tiny, pairs):
+    pair = pairs[0]
+    methods = ["gradcam", "decomposition", "sfam"]
+    panel = MethodComparisonPanel(tiny, pair.query, pair.reference, methods=methods, metrics=FAST_METRICS,
+                                  background=False)
+    try:
+        for key in panel.bars:
+            order = panel.chart_order(key)
+            assert list(panel.bars[key].colors) == [METHOD_COLOURS[methods.index(n)] for n in order]
+        for k, name in enumerate(methods):
+            swatch = panel.rows[name]["box"].children[0].children[0]
+            assert METHOD_COLOURS[k] in swatch.value
+    finally:
+        panel.close()

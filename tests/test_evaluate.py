@@ -24,7 +24,7 @@ from simviz_widgets.evaluate import (
     register_metric,
     sanity_randomization,
 )
-from simviz_widgets.evaluate._copies import copy_model, fast_inference_copy
+from simviz_widgets.adapters.copies import copy_model, fast_inference_copy
 from simviz_widgets.evaluate.perturbation_curves import background_tensor, pixel_counts
 from simviz_widgets.explain import Explainer, PairExplanation, PointToPoint
 from simviz_widgets.explain import base as explain_base

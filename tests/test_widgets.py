@@ -16,93 +16,16 @@ import pytest
 from ipycanvas import canvas as ipycanvas_canvas
 from PIL import Image
 
-from simviz_widgets.explain.base import PairExplanation, PointToPoint, cell_weights
+from simviz_widgets.explain.base import cell_weights
 from simviz_widgets.render import colormap_lut, map_to_rgba, normalize_map, upsample_bilinear
 from simviz_widgets.widgets import PIN_COLOURS, HoverState, OverallPanel, PairExplorer, PairViewer
 from simviz_widgets.widgets._canvas import photo_rgba
+from simviz_widgets.widgets.pair_viewer import DEFAULT_ALPHA
+from widget_helpers import click, make_explanation, move
 
-NAMES = {code: name for name, code in ipycanvas_canvas.COMMANDS.items()}
-
-
-# ------------------------------------------------------------------------------------------------
-# helpers
-
-
-def make_explanation(query_grid=(7, 7), reference_grid=(5, 9), query_size=(224, 224),
-                     reference_size=(150, 270), dim=16, seed=0, with_p2p=True) -> PairExplanation:
-    """A decomposition-shaped explanation from random factors: maps are the row/column sums of D
-    and the score is its total, as for the real method."""
-    rng = np.random.default_rng(seed)
-    nq, nr = query_grid[0] * query_grid[1], reference_grid[0] * reference_grid[1]
-    p2p = PointToPoint(rng.normal(size=(nq, dim)), rng.normal(size=(nr, dim)), 0.05, query_grid, reference_grid)
-    d = p2p.matrix().astype(np.float64)
-    return PairExplanation(
-        method="decomposition", score=float(d.sum()),
-        query=rng.integers(0, 256, size=(*query_size, 3), dtype=np.uint8),
-        reference=rng.integers(0, 256, size=(*reference_size, 3), dtype=np.uint8),
-        query_map=d.sum(axis=1).reshape(query_grid), reference_map=d.sum(axis=0).reshape(reference_grid),
-        signed=True, point_to_point=p2p if with_p2p else None,
-    )
-
-
-class Commands:
-    """Records every draw command sent to any canvas, decoding image buffers."""
-
-    def __init__(self):
-        self.calls = []
-
-    def clear(self):
-        self.calls.clear()
-
-    def on(self, layer):
-        return [c for c in self.calls if c["canvas"] is layer]
-
-    def names(self, layer):
-        return [c["name"] for c in self.on(layer)]
-
-    def images(self, layer):
-        return [c for c in self.on(layer) if c["name"] == "putImageData"]
-
-    def last_image(self, layer) -> np.ndarray:
-        images = self.images(layer)
-        assert images, "no image was drawn on this layer"
-        return images[-1]["image"]
-
-
-@pytest.fixture
-def commands(monkeypatch):
-    manager = ipycanvas_canvas._CANVAS_MANAGER
-    original = manager.send_draw_command
-    recorder = Commands()
-
-    def record(canvas, name, args=[], buffers=[]):
-        entry = {"canvas": canvas, "name": NAMES[name], "args": list(args)}
-        if entry["name"] == "putImageData":
-            picture = Image.open(io.BytesIO(bytes(buffers[0])))
-            entry["format"] = picture.format
-            entry["image"] = np.array(picture)
-        recorder.calls.append(entry)
-        return original(canvas, name, args, buffers)
-
-    monkeypatch.setattr(manager, "send_draw_command", record)
-    return recorder
-
-
-def move(viewer, source, row, col, **extra):
-    y, x = viewer.canvas_position(source, row, col)
-    event = {"type": "mousemove", "relativeX": x, "relativeY": y, **extra}
-    handler = viewer._on_query_event if source == "query" else viewer._on_reference_event
-    return handler(event)
-
-
-def click(viewer, source, row, col):
-    y, x = viewer.canvas_position(source, row, col)
-    handler = viewer._on_query_event if source == "query" else viewer._on_reference_event
-    return handler({"type": "click", "relativeX": x, "relativeY": y})
-
-
-def point_rgba(values, alpha=0.5, cmap="RdBu_r"):
-    return map_to_rgba(values, cmap=cmap, mode="symmetric", alpha=alpha)
+def point_rgba(values, alpha=DEFAULT_ALPHA, cmap="RdBu_r"):
+    """The viewer's colouring of a contribution map: symmetric diverging, opacity following |value|."""
+    return map_to_rgba(values, cmap=cmap, mode="symmetric", alpha=alpha, alpha_from_value=True)
 
 
 def bilinear_value(values, image_size, row, col):
@@ -194,10 +117,13 @@ def test_hovering_query_draws_its_point_map_over_reference(viewer, explanation, 
     strongest = np.unravel_index(np.argmax(np.abs(expected_values)), expected_values.shape)
     end = 255 if expected_values[strongest] > 0 else 0
     assert np.array_equal(image[strongest][:3], lut[end, :3])
-    assert image[strongest][3] == 128  # alpha 0.5
-    # Drawn scaled to the canvas: transform, image, reset.
+    assert image[strongest][3] == round(255 * DEFAULT_ALPHA)  # full opacity only at the strongest cell
+    weakest = np.unravel_index(np.argmin(np.abs(expected_values)), expected_values.shape)
+    assert image[weakest][3] < 0.2 * 255 * DEFAULT_ALPHA  # weak cells let the photo through
+    # Drawn scaled to the canvas: transform, image, reset; then the peak marker (a diamond).
     names = commands.names(layer)
-    assert names == ["clear", "setTransform", "putImageData", "resetTransform"]
+    assert names[:4] == ["clear", "setTransform", "putImageData", "resetTransform"]
+    assert names.count("strokePolygon") == 2  # black outline, white inside
     transform = commands.on(layer)[1]["args"]
     assert transform == pytest.approx([320 / 9, 0, 0, 178 / 5, 0, 0])
     # A crosshair on the hovered image, nothing new on its own overlay.
@@ -214,7 +140,7 @@ def test_hovering_reference_draws_over_query_upsampled_in_value_space(explanatio
     assert values.shape == (7, 7)
     _, lo, hi = normalize_map(values, mode="symmetric")
     expected = map_to_rgba(upsample_bilinear(values, (28, 28)), cmap="RdBu_r", mode="symmetric",
-                           vmin=lo, vmax=hi, alpha=0.7)
+                           vmin=lo, vmax=hi, alpha=0.7, alpha_from_value=True)
     assert np.array_equal(commands.last_image(v.query_canvas[1]), expected)
     assert commands.on(v.query_canvas[1])[1]["args"] == pytest.approx([320 / 28, 0, 0, 320 / 28, 0, 0])
 
@@ -224,37 +150,39 @@ def test_css_scaled_canvas_uses_the_element_box(viewer):
     y, x = viewer.canvas_position("query", 60, 150)
     event = {"type": "mousemove", "relativeX": x / 2, "relativeY": y / 2,
              "boundingRectWidth": 160, "boundingRectHeight": 160}
-    assert viewer._on_query_event(event)
+    assert viewer._handle_event("query", event)
     assert viewer.hovered[1:] == pytest.approx((60, 150))
 
 
 def test_image_edges_are_inside(viewer):
-    assert viewer._on_reference_event({"type": "mousemove", "relativeX": 320, "relativeY": 178})
+    assert viewer._handle_event("reference", {"type": "mousemove", "relativeX": 320, "relativeY": 178})
     assert viewer.hovered == ("reference", 149.5, 269.5)
-    assert viewer._on_reference_event({"type": "mousemove", "relativeX": 0, "relativeY": 0})
+    assert viewer._handle_event("reference", {"type": "mousemove", "relativeX": 0, "relativeY": 0})
     assert viewer.hovered == ("reference", -0.5, -0.5)
 
 
 def test_leaving_restores_overall_map_or_nothing(viewer, explanation, commands):
     move(viewer, "query", 30, 30)
     commands.clear()
-    assert viewer._on_query_event({"type": "mouseleave"})
+    assert viewer._handle_event("query", {"type": "mouseleave"})
     assert viewer.hovered is None and viewer.state.hovered is None
     both = np.concatenate([explanation.query_map.ravel(), explanation.reference_map.ravel()])
     limit = float(np.abs(both).max())
     expected = map_to_rgba(explanation.reference_map, cmap="RdBu_r", mode="symmetric",
-                           vmin=-limit, vmax=limit, alpha=0.5)
+                           vmin=-limit, vmax=limit, alpha=DEFAULT_ALPHA, alpha_from_value=True)
     assert np.array_equal(commands.last_image(viewer.reference_canvas[1]), expected)
     assert "strokeLineSegments" not in commands.names(viewer.query_canvas[2])  # crosshair gone
+    assert "strokePolygon" not in commands.names(viewer.reference_canvas[1])  # no peak at rest
 
+    commands.clear()
     viewer.overall_toggle.value = False
     assert viewer.show_overall is False
+    for canvas in (viewer.query_canvas, viewer.reference_canvas):  # the toggle clears both overall maps
+        assert commands.names(canvas[1]) == ["clear"]
     move(viewer, "query", 30, 30)
     commands.clear()
-    viewer._on_query_event({"type": "mouseleave"})
+    viewer._handle_event("query", {"type": "mouseleave"})
     assert commands.names(viewer.reference_canvas[1]) == ["clear"]
-    # The toggle also cleared the query's own overall map.
-    assert viewer._overlay_shown == {"query": None, "reference": None}
 
 
 def test_moving_to_the_other_image_without_a_leave(viewer, explanation, commands):
@@ -262,7 +190,13 @@ def test_moving_to_the_other_image_without_a_leave(viewer, explanation, commands
     commands.clear()
     move(viewer, "reference", 75, 135)
     assert viewer.hovered[0] == "reference"
-    assert viewer._overlay_shown == {"query": "point", "reference": "overall"}
+    _, row, col = viewer.hovered
+    assert np.array_equal(commands.last_image(viewer.query_canvas[1]), point_rgba(explanation.from_reference(row, col)))
+    assert "strokePolygon" in commands.names(viewer.query_canvas[1])  # the peak moved with the map
+    limit = float(np.abs(np.concatenate([explanation.query_map.ravel(), explanation.reference_map.ravel()])).max())
+    overall = map_to_rgba(explanation.reference_map, cmap="RdBu_r", mode="symmetric", vmin=-limit, vmax=limit,
+                          alpha=DEFAULT_ALPHA, alpha_from_value=True)
+    assert np.array_equal(commands.last_image(viewer.reference_canvas[1]), overall)
     assert "strokeLineSegments" not in commands.names(viewer.query_canvas[2])
 
 
@@ -292,15 +226,15 @@ BAD_EVENTS = [
 
 @pytest.mark.parametrize("event", BAD_EVENTS, ids=range(len(BAD_EVENTS)))
 def test_bad_events_are_ignored(viewer, commands, event):
-    assert viewer._on_query_event(event) is False
-    assert viewer._on_reference_event(event) is False
+    assert viewer._handle_event("query", event) is False
+    assert viewer._handle_event("reference", event) is False
     assert commands.calls == []
     assert viewer.hovered is None and viewer.state.hovered is None and viewer.pins == ()
 
 
 def test_unusable_box_size_falls_back_to_canvas_pixels(viewer):
     for box in (0, -3, float("nan"), "wide"):
-        assert viewer._on_query_event({"type": "mousemove", "relativeX": 160, "relativeY": 160,
+        assert viewer._handle_event("query", {"type": "mousemove", "relativeX": 160, "relativeY": 160,
                                        "boundingRectWidth": box, "boundingRectHeight": box})
         assert viewer.hovered == ("query", 111.5, 111.5)
 
@@ -337,7 +271,7 @@ def test_constructor_errors_name_the_input(explanation):
         viewer.alpha = -0.1
     with pytest.raises(ValueError, match="cmap 'jett'"):
         viewer.cmap = "jett"
-    assert viewer.alpha == 0.5 and viewer.cmap is None
+    assert viewer.alpha == DEFAULT_ALPHA and viewer.cmap is None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -346,7 +280,7 @@ def test_constructor_errors_name_the_input(explanation):
 
 def test_trailing_move_after_leave_is_dropped(viewer, commands):
     assert move(viewer, "query", 50, 50, timeStamp=10.0)
-    assert viewer._on_query_event({"type": "mouseleave", "timeStamp": 20.0})
+    assert viewer._handle_event("query", {"type": "mouseleave", "timeStamp": 20.0})
     commands.clear()
     # lodash's trailing call re-sends the last move (its own, older timeStamp) after the leave.
     assert move(viewer, "query", 60, 60, timeStamp=15.0) is False
@@ -366,7 +300,7 @@ def test_moves_queued_in_the_kernel_are_coalesced(viewer, commands):
     asyncio.run(burst())
     assert len(commands.images(viewer.reference_canvas[1])) == 1
     assert viewer.hovered[1:] == pytest.approx((98, 147))
-    assert viewer._pending == {} and viewer._flush_scheduled is False
+    assert viewer.logic._pending == {}
 
     async def move_then_leave():
         y, x = viewer.canvas_position("query", 10, 10)
@@ -420,7 +354,7 @@ def test_ten_thousand_moves_leave_memory_flat():
     assert growth(after, middle) < 64_000, f"memory grew by {growth(after, middle)} bytes over the last 5,000"
     assert ipycanvas_canvas._CANVAS_MANAGER._commands_cache == []
     assert ipycanvas_canvas._CANVAS_MANAGER._caching is False
-    assert v._pending == {} and len(v._matches) == 0
+    assert v.logic._pending == {} and len(v.drawing.matches) == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -492,17 +426,22 @@ def test_reading_colormap_and_opacity_controls_redraw_the_hover(viewer, explanat
     viewer.reading_toggle.value = "correspondence"
     assert viewer.reading == "correspondence"
     corr = explanation.from_query(row, col, reading="correspondence")
-    assert np.array_equal(commands.last_image(layer), point_rgba(corr))
+    # A cosine: sequential colormap over the map's own range (not a symmetric scale around 0).
+    def sequential(values, cmap="viridis", alpha=DEFAULT_ALPHA):
+        return map_to_rgba(values, cmap=cmap, mode="minmax", alpha=alpha, alpha_from_value=True)
 
-    viewer.cmap_dropdown.value = "viridis"
-    assert viewer.cmap == "viridis"
-    assert np.array_equal(commands.last_image(layer), point_rgba(corr, cmap="viridis"))
+    assert np.array_equal(commands.last_image(layer), sequential(corr))
+    assert f"{corr.max():.3g}".replace("-", "−") in viewer.colorbar.value and "correspondence" in viewer.colorbar.value
+
+    viewer.cmap_dropdown.value = "magma"
+    assert viewer.cmap == "magma"
+    assert np.array_equal(commands.last_image(layer), sequential(corr, cmap="magma"))
 
     viewer.opacity_slider.value = 0.2
     assert viewer.alpha == 0.2
     image = commands.last_image(layer)
-    assert np.array_equal(image, point_rgba(corr, cmap="viridis", alpha=0.2))
-    assert np.all(image[..., 3] == round(255 * 0.2))
+    assert np.array_equal(image, sequential(corr, cmap="magma", alpha=0.2))
+    assert image[..., 3].max() == round(255 * 0.2)  # the slider sets the strongest cell's opacity
 
     viewer.cmap = None  # back to the default, and the dropdown follows
     assert viewer.cmap_dropdown.value == "default"
@@ -563,8 +502,13 @@ def test_viewer_with_a_model_set_pair_and_set_model(tiny, commands):
     assert list(v.method_dropdown.options) == sv.list_methods() and not v.method_dropdown.disabled
     move(v, "query", 30, 40)
     _, row, col = v.hovered
-    assert np.array_equal(commands.last_image(v.reference_canvas[1])[..., :3],
-                          _expected_default_overlay(v.explanation.from_query(row, col), 128)[..., :3])
+    values = v.explanation.from_query(row, col)
+    _, lo, hi = normalize_map(values, mode="symmetric")
+    h, w = values.shape
+    factor = max(1, 32 // max(h, w))
+    expected = map_to_rgba(upsample_bilinear(values, (h * factor, w * factor)), cmap="RdBu_r", mode="symmetric",
+                           vmin=lo, vmax=hi, alpha=DEFAULT_ALPHA, alpha_from_value=True)
+    assert np.array_equal(commands.last_image(v.reference_canvas[1]), expected)
 
     click(v, "query", 5, 5)
     new_query = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
@@ -593,77 +537,6 @@ def test_explorer_with_a_model(tiny):
     assert np.array_equal(explorer.explanation.query, reference)
 
 
-def test_slow_method_from_the_menu_runs_in_the_background(tiny, commands):
-    """Choosing a slow method returns at once; hovering keeps working on the current maps; the
-    result replaces them when done; choosing another method cancels the run."""
-    import threading
-
-    import simviz_widgets as sv
-    from simviz_widgets.explain import ExplanationCancelled, Explainer, register_method
-    from simviz_widgets.explain.base import _METHODS
-
-    release, started = threading.Event(), threading.Event()
-
-    class Blocking(Explainer):
-        slow = True
-        options = {"cancel": (None, ""), "show_progress": (True, "")}
-
-        def compute(self, model, query, reference):
-            started.set()
-            while not release.wait(0.005):
-                if self.config["cancel"] is not None and self.config["cancel"].is_set():
-                    raise ExplanationCancelled("cancelled", None)
-            exp = sv.explain(model, query, reference, method="similarity_map")
-            exp.method = "_blocking_test"
-            return exp
-
-    register_method("_blocking_test")(Blocking)
-    try:
-        rng = np.random.default_rng(3)
-        query, reference = rng.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
-        v = PairViewer(tiny, query, reference, size=128)
-        v.method_dropdown.value = "_blocking_test"
-        assert started.wait(10)
-        assert v.computing == "_blocking_test" and v.explanation.method == "decomposition"
-        assert "in the background" in v.status_label.value
-        commands.clear()
-        move(v, "query", 30, 40)  # the viewer still answers, with the current (decomposition) maps
-        _, row, col = v.hovered
-        assert np.array_equal(commands.last_image(v.reference_canvas[1])[..., :3],
-                              _expected_default_overlay(v.explanation.from_query(row, col), 128)[..., :3])
-        release.set()
-        assert v.wait(10)
-        assert v.explanation.method == "_blocking_test" and v.computing is None
-
-        release.clear()
-        started.clear()
-        v.method_dropdown.value = "decomposition"
-        v.method_dropdown.value = "_blocking_test"
-        assert started.wait(10)
-        job = v._background[0]
-        v.method_dropdown.value = "similarity_map"  # cancels the run
-        job.join(10)
-        assert not job.is_alive() and v.computing is None
-        assert v.explanation.method == "similarity_map"
-
-        v.method_dropdown.value = "sliding_window"  # a real slow method, on the model's private copy
-        assert v.wait(60)
-        assert v.explanation.method == "sliding_window"
-        expected = sv.explain(tiny, query, reference, method="sliding_window", show_progress=False)
-        np.testing.assert_allclose(v.explanation.query_map, expected.query_map, rtol=1e-4, atol=1e-6)
-        v.close()
-    finally:
-        _METHODS.pop("_blocking_test", None)
-
-
-def _expected_default_overlay(values, canvas_side):
-    _, lo, hi = normalize_map(values, mode="symmetric")
-    h, w = values.shape
-    factor = max(1, 32 // max(h, w))
-    return map_to_rgba(upsample_bilinear(values, (h * factor, w * factor)), cmap="RdBu_r",
-                       mode="symmetric", vmin=lo, vmax=hi, alpha=0.5)
-
-
 # ------------------------------------------------------------------------------------------------
 # panel and explorer
 
@@ -684,7 +557,7 @@ def test_panel_follows_hover_and_pins_on_the_score_curve(explanation):
     rank = int(np.where(order == cell[0] * 7 + cell[1])[0][0])
     assert panel.hover_mark.x.tolist() == pytest.approx([(rank + 1) / 49])
     assert panel.hover_mark.y.tolist() == pytest.approx([np.sort(values)[::-1][: rank + 1].sum()], rel=1e-4)
-    viewer._on_query_event({"type": "mouseleave"})
+    viewer._handle_event("query", {"type": "mouseleave"})
     assert panel.hover_mark.x.tolist() == []
 
     click(viewer, "reference", 10, 10)

@@ -24,11 +24,13 @@ True
 
 from __future__ import annotations
 
+import copy
 import difflib
 import logging
+import threading
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -483,14 +485,19 @@ class SimilarityModel:
     # -- forward pieces ----------------------------------------------------------------
     def _capture(self, mod: nn.Module, where: str, x: torch.Tensor, *, allow_missing=False):
         captured = {}
+        # Hooks live on the shared module, so another thread's forward pass runs them too: each
+        # hook acts only in the thread that registered it (else threads steal each other's tensors).
+        owner = threading.get_ident()
 
         def pre_hook(m, inputs):
-            captured["t"] = inputs[0]
-            raise _StopForward
+            if threading.get_ident() == owner:
+                captured["t"] = inputs[0]
+                raise _StopForward
 
         def post_hook(m, inputs, output):
-            captured["t"] = output
-            raise _StopForward
+            if threading.get_ident() == owner:
+                captured["t"] = output
+                raise _StopForward
 
         handle = mod.register_forward_pre_hook(pre_hook) if where == "input" else mod.register_forward_hook(post_hook)
         try:
@@ -593,8 +600,10 @@ class SimilarityModel:
         if self._decompose_module is None:
             raise ModelAdapterError("no decompose layer is set")
 
+        owner = threading.get_ident()
+
         def swap(m, inputs, output):
-            return replacement
+            return replacement if threading.get_ident() == owner else None
 
         handle = self._decompose_module.register_forward_hook(swap)
         x = x.to(self.dtype)
@@ -606,6 +615,46 @@ class SimilarityModel:
 
     def decompose_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._capture(self._decompose_module, "output", x.to(self.dtype))
+
+    def copy(self, *, channels_last: bool = False, transform=None) -> "SimilarityModel":
+        """An independent copy (module and head deep-copied together, wrapped identically): what a
+        background job runs, so it never shares a module with the kernel's thread. Raises
+        :class:`ModelAdapterError` if the module cannot be copied; it never falls back to this
+        model. ``channels_last``: conv weights in channels-last layout (same embeddings to ~1e-5,
+        2-5x faster on CPU for depthwise-conv networks). ``transform(module, head)`` may edit the
+        copies before wrapping (e.g. randomise weights)."""
+        if not isinstance(channels_last, bool):
+            raise TypeError(f"channels_last is {channels_last!r}; expected True or False")
+        module, head = self.copy_parts()
+        if channels_last:
+            module.to(memory_format=torch.channels_last)
+        if transform is not None:
+            transform(module, head)
+        new = self.rewrap(module, head)
+        new._simviz_fast_copy = channels_last
+        return new
+
+    def copy_parts(self) -> tuple[nn.Module, nn.Module | None]:
+        """Deep copies of (module, head), made with one memo: a head made of the module's own
+        layers stays shared in the copy. A clear error if the module cannot be copied."""
+        memo: dict = {}
+        try:
+            return copy.deepcopy(self.module, memo), copy.deepcopy(self.head, memo)
+        except Exception as error:  # noqa: BLE001 - any deepcopy failure gets one clear message
+            raise ModelAdapterError(
+                f"model {self.name!r} cannot be copied for a background job ({type(error).__name__}: {error}); "
+                "make its module deep-copyable (copy.deepcopy) or run slow methods with explain() directly"
+            ) from error
+
+    def rewrap(self, module: nn.Module, head: nn.Module | None) -> "SimilarityModel":
+        """Wrap ``module`` / ``head`` (copies of this model's) with this model's layer, pooling,
+        metric and preprocessing."""
+        new = SimilarityModel.wrap(module, layer=self.decompose_layer, pooling=self.pooling, head=head,
+                                   metric=self.metric, preprocess=self.preprocess, name=self.name)
+        # Passing pooling and head explicitly skips output matching, which is where wrap() learns
+        # that the network L2-normalises its output: carry it over.
+        new.output_normalized = self.output_normalized
+        return new
 
     def describe(self) -> dict:
         return {

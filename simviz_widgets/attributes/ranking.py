@@ -23,7 +23,7 @@ For a pair (query X, reference Y) each attribute a gets three components in [0, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch

@@ -31,9 +31,12 @@ import numpy as np
 
 from ..explain.base import get_method, list_methods
 from .correspondence import display_mapping
-from .metrics import EvalContext, Metric, make_metric, mask_to_display
+from .metrics import NEEDS, EvalContext, Metric, make_metric, mask_to_display
 
-__all__ = ["compare", "Comparison", "ComparisonTable", "default_metrics"]
+__all__ = [
+    "compare", "Comparison", "ComparisonTable", "default_metrics",
+    "check_methods", "check_method_options", "build_metrics", "check_metric_needs",
+]
 
 
 @dataclass
@@ -212,6 +215,107 @@ class Comparison:
         return fig
 
 
+# ------------------------------------------------------------------------------------------
+# argument checks shared by compare() and the comparison widgets
+
+
+def check_methods(methods, *, default=None) -> list[str]:
+    """Method names, checked: None -> ``default`` (every registered method if None); one name ->
+    ``[name]``; each must be registered (an error names the known ones) and given once."""
+    if methods is None:
+        methods = list_methods() if default is None else default
+    if isinstance(methods, str):
+        methods = [methods]
+    try:
+        methods = list(methods)
+    except TypeError:
+        raise TypeError(f"methods is {methods!r}; expected a list of method names") from None
+    if not methods:
+        raise ValueError("methods is empty; expected a non-empty list of method names")
+    for name in methods:
+        if not isinstance(name, str):
+            raise TypeError(f"methods contains {name!r}; expected method names (str)")
+        get_method(name)  # a clear error naming the known methods
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods {methods} repeat a name; give each method once")
+    return methods
+
+
+def check_method_options(method_options, methods, *, reserved=(), reserved_by: str = "the caller",
+                         why: str = "") -> dict[str, dict]:
+    """``{method: {option: value}}`` checked against ``methods``: every key is one of them, every
+    value a dict of options the method accepts (each method is built once with them, so unknown or
+    invalid options fail here, named by the method). ``reserved``: options ``reserved_by`` sets
+    itself (``why``: e.g. its progress bar and cancel button). Returns a dict for every method
+    (``{}`` when none)."""
+    if method_options is None:
+        method_options = {}
+    if not isinstance(method_options, dict):
+        raise TypeError(
+            f"method_options is a {type(method_options).__name__}; expected {{method: {{option: value}}}}"
+        )
+    unknown = sorted(set(method_options) - set(methods), key=str)
+    if unknown:
+        raise ValueError(f"method_options names {unknown}, which are not among the methods {methods}")
+    checked = {}
+    for name in methods:
+        options = method_options.get(name, {})
+        if not isinstance(options, dict):
+            raise TypeError(f"method_options[{name!r}] is {options!r}; expected a dict of options")
+        controlled = sorted(set(options) & set(reserved))
+        if controlled:
+            raise ValueError(f"method_options[{name!r}] sets {controlled}; {reserved_by} sets these itself"
+                             + (f" ({why})" if why else ""))
+        get_method(name)(**options)
+        checked[name] = dict(options)
+    return checked
+
+
+def _is_one_metric(spec) -> bool:
+    return (isinstance(spec, (str, Metric)) or (isinstance(spec, type) and issubclass(spec, Metric))
+            or (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str)
+                and isinstance(spec[1], dict)))
+
+
+#: How to give a metric what it needs, for error messages.
+NEED_HINTS = {"mask": "query_mask= / reference_mask=", "mapping": "mapping="}
+
+
+def check_metric_needs(metrics, have, *, where: str, hint: bool = False) -> None:
+    """Raise a ValueError naming the first metric that needs more than ``have`` (a subset of
+    ``NEEDS``: 'model', 'mask', 'mapping'), which ``where`` does not have; ``hint`` adds which
+    argument gives it."""
+    have = set(have)
+    for metric in metrics:
+        lacking = sorted(set(metric.needs) - have)
+        if lacking:
+            how = [NEED_HINTS[n] for n in lacking if n in NEED_HINTS]
+            extra = f"; pass {' and '.join(how)}" if hint and how else ""
+            raise ValueError(f"metric {metric.name!r} needs {lacking}, which {where} does not have{extra}")
+
+
+def build_metrics(specs, *, have=None, where: str = "the pair", hint: bool = False) -> list[Metric]:
+    """Metric objects from one spec or a list of specs (names, ``(name, options)``, Metric classes
+    or instances), checked: known names and options, each metric once, and (with ``have``) only
+    metrics whose needs are available (see :func:`check_metric_needs`)."""
+    if _is_one_metric(specs):
+        specs = [specs]
+    elif isinstance(specs, (list, tuple)):
+        specs = list(specs)
+    else:
+        raise TypeError(f"metrics is {specs!r}; expected a list of names, (name, options) or Metrics")
+    metrics = [make_metric(spec) for spec in specs]
+    names = [m.name for m in metrics]
+    if len(set(names)) != len(names):
+        raise ValueError(f"metrics {names} repeat a name; give each metric once")
+    if have is not None:
+        unknown = set(have) - set(NEEDS)
+        if unknown:
+            raise ValueError(f"have names unknown inputs {sorted(unknown)}; expected some of {NEEDS}")
+        check_metric_needs(metrics, have, where=where, hint=hint)
+    return metrics
+
+
 def _explainers(methods, method_options):
     built = {}
     for name in methods:
@@ -247,33 +351,20 @@ def compare(model, pairs, methods=None, metrics=None, *, method_options: dict | 
     pairs = [_as_pair(p, k) for k, p in enumerate(pairs)]
     if not pairs:
         raise ValueError("pairs is empty; expected at least one (query, reference) pair")
-    if isinstance(methods, str):
-        methods = [methods]
-    methods = list_methods() if methods is None else list(methods)
-    if not methods:
-        raise ValueError("methods must be a non-empty list of method names")
-    method_options = dict(method_options or {})
-    unknown = sorted(set(method_options) - set(methods))
-    if unknown:
-        raise ValueError(f"method_options names {unknown}, which are not among the methods {methods}")
-    metric_objs = [make_metric(m) for m in (default_metrics(pairs) if metrics is None else metrics)]
-    names = [m.name for m in metric_objs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"metrics {names} repeat a name; give each metric once")
-    for k, p in enumerate(pairs):
+    methods = check_methods(methods)
+    method_options = check_method_options(method_options, methods)
+    metric_objs = build_metrics(default_metrics(pairs) if metrics is None else metrics)
+    for p in pairs:
         have = {"model"}
         if p.query_mask is not None or p.reference_mask is not None:
             have.add("mask")
         if p.mapping is not None:
             have.add("mapping")
-        for m in metric_objs:
-            lacking = sorted(set(m.needs) - have)
-            if lacking:
-                raise ValueError(f"metric {m.name!r} needs {lacking}, which {p.name} does not have")
+        check_metric_needs(metric_objs, have, where=p.name)
     explainers = _explainers(methods, method_options)
     fast_model = None
     if fast and any("model" in m.needs for m in metric_objs):
-        from ._copies import fast_inference_copy
+        from ..adapters.copies import fast_inference_copy
 
         fast_model = fast_inference_copy(model)
 

@@ -225,7 +225,7 @@ def perturbation_curve(model, explanation: PairExplanation, *, mode: str = "dele
     _check_options(mode, background, score, batch_size)
     _check_sizes(model, explanation)
     if fast:
-        from ._copies import fast_inference_copy
+        from ..adapters.copies import fast_inference_copy
 
         model = fast_inference_copy(model)
     H, W = explanation.query_size

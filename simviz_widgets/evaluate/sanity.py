@@ -30,7 +30,7 @@ from torch import nn
 
 from ..explain.base import Explainer, PairExplanation, get_method
 from ..images import PreparedImage
-from ._copies import copy_parts, wrap_like
+from ..adapters.copies import copy_parts, wrap_like
 from .metrics import EvalContext, Metric, register_metric
 
 __all__ = [

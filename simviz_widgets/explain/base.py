@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -23,9 +23,29 @@ __all__ = [
     "get_method",
     "explain",
     "cell_weights",
+    "SIDES",
+    "Side",
+    "other_side",
+    "check_side",
 ]
 
 READINGS = ("contribution", "correspondence")
+
+#: The two images of a pair, in this order everywhere (maps, canvases, pins, tables).
+SIDES = ("query", "reference")
+Side = Literal["query", "reference"]
+
+
+def check_side(side, label: str = "side") -> str:
+    """``side`` if it is 'query' or 'reference', else a clear error (no abbreviations)."""
+    if not isinstance(side, str) or side not in SIDES:
+        raise ValueError(f"{label} is {side!r}; expected 'query' or 'reference'")
+    return side
+
+
+def other_side(side: str) -> str:
+    """The other image of the pair: 'query' <-> 'reference'."""
+    return SIDES[1 - SIDES.index(check_side(side))]
 
 
 def cell_weights(pixel: float, n_pixels: int, n_cells: int) -> tuple[int, int, float]:
@@ -159,6 +179,7 @@ class PairExplanation:
     completeness_error: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
     runtime_s: float | None = None
+    missing_maps: tuple[str, ...] = ()
 
     def __post_init__(self):
         self.query_map = np.asarray(self.query_map, dtype=np.float32)
@@ -166,10 +187,35 @@ class PairExplanation:
         for label, m in (("query_map", self.query_map), ("reference_map", self.reference_map)):
             if m.ndim != 2:
                 raise ValueError(f"{label} must be 2-D (h, w), got shape {m.shape}")
+        self.missing_maps = tuple(check_side(s, "missing_maps entry") for s in self.missing_maps)
 
     @property
     def maps(self) -> dict[str, np.ndarray]:
         return {"query": self.query_map, "reference": self.reference_map}
+
+    def map(self, side: str) -> np.ndarray:
+        """The overall map of ``side`` ('query' | 'reference')."""
+        return self.query_map if check_side(side) == "query" else self.reference_map
+
+    def image(self, side: str) -> np.ndarray:
+        """The display image of ``side``."""
+        return self.query if check_side(side) == "query" else self.reference
+
+    def size(self, side: str) -> tuple[int, int]:
+        """(rows, cols) of ``side``'s display image."""
+        image = self.image(side)
+        return image.shape[0], image.shape[1]
+
+    def has_map(self, side: str) -> bool:
+        """Whether the method computed a map for ``side`` (RISE and sliding window explain the
+        query only by default: their reference map is a placeholder of zeros)."""
+        return check_side(side) not in self.missing_maps
+
+    @property
+    def sums_to_score(self) -> bool:
+        """Whether each overall map sums to the score (a decomposition): only then does "how the
+        score splits over cells" mean anything."""
+        return self.completeness_error is not None
 
     @property
     def query_size(self) -> tuple[int, int]:
@@ -236,6 +282,7 @@ class PairExplanation:
             completeness_error=self.completeness_error,
             info=dict(self.info),
             runtime_s=self.runtime_s,
+            missing_maps=tuple(other_side(s) for s in self.missing_maps),
         )
 
     def to_figure(self, *, points=None, cmap: str | None = None, alpha: float = 0.5, reading="contribution"):
@@ -284,6 +331,19 @@ class Explainer:
     paper: str = ""
     deviations: str = ""
     options: dict[str, tuple[Any, str]] = {}
+    #: Whether a run takes long (hundreds of forward passes or more): widgets run slow methods in
+    #: the background and never block on them.
+    slow: bool = False
+
+    def passes(self, query_size: tuple[int, int], reference_size: tuple[int, int]) -> int | None:
+        """Forward passes a run on inputs of these (rows, cols) takes, for progress bars; None
+        where it is not known ahead (the fast methods: one or two)."""
+        return None
+
+    @property
+    def cancellable(self) -> bool:
+        """Whether the method takes a ``cancel`` option (checked between batches)."""
+        return "cancel" in self.options
 
     def __init__(self, **options):
         unknown = sorted(set(options) - set(self.options))

@@ -15,7 +15,7 @@ resolution: the perturbations are defined on pixels.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -142,6 +142,14 @@ class _PerturbationMethod(Explainer):
                 "stop, or a threading.Event"
             )
 
+    slow = True
+
+    def passes(self, query_size, reference_size) -> int:
+        """Forward passes (perturbed images) a run takes: the query's, plus the reference's with
+        ``both=True``."""
+        total = self._passes(tuple(query_size))
+        return total + (self._passes(tuple(reference_size)) if self.config["both"] else 0)
+
     # Subclasses: forward passes needed for an image of a size, and the saliency of one image.
     def _passes(self, size: tuple[int, int]) -> int:  # pragma: no cover - interface
         raise NotImplementedError
@@ -161,7 +169,7 @@ class _PerturbationMethod(Explainer):
             gq = model.embed_tensor(query.tensor)
             gr = model.embed_tensor(reference.tensor)
         score = float(model.score_embeddings(gq, gr)[0])
-        total = self._passes(query.tensor.shape[-2:]) + (self._passes(reference.tensor.shape[-2:]) if both else 0)
+        total = self.passes(query.tensor.shape[-2:], reference.tensor.shape[-2:])
         info = dict(model.describe())
         info.update({k: v for k, v in self.config.items() if k not in ("cancel", "show_progress")})
         info["map_resolution"] = "input pixels (H, W), the display image's size"
@@ -200,6 +208,7 @@ class _PerturbationMethod(Explainer):
             signed=self.signed,
             metric=model.metric,
             info=info,
+            missing_maps=() if "passes_done" in info["reference"] else ("reference",),
         )
         if cancelled:
             info["cancelled"] = True

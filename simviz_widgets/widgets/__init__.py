@@ -6,7 +6,7 @@ renderings, never torch: the model runs only when a pair, model or method is set
 """
 
 from .attribute_panel import AttributePanel
-from .comparison_panel import MethodComparisonPanel
+from .comparison import MethodComparisonPanel
 from .explorer import PairExplorer
 from .overall_panel import OverallPanel
 from .pair_viewer import PairViewer

@@ -20,6 +20,7 @@ from ..render import colormap_lut, map_to_rgba, normalize_map, overlay, upsample
 from .state import HoverState
 
 __all__ = [
+    "DEFAULT_ALPHA",
     "PASSIVE_CANVAS_CLASS",
     "passive_canvas",
     "event_pad",
@@ -38,11 +39,18 @@ __all__ = [
     "draw_pin",
     "draw_match",
     "draw_crosshair",
+    "draw_peak",
+    "draw_label",
     "value_at_pixel",
     "composite_png",
 ]
 
 MIN_SIZE = 16
+#: Peak opacity of every map the widgets draw. Opacity also follows each cell's strength
+#: (``alpha_from_value``): the strongest cells are vivid and weak ones let the photo through.
+#: Chosen from screenshots: at a flat 0.5 a diverging map tinted the whole photo (a "red wash")
+#: and a sequential one darkened it, hiding the strongest cells.
+DEFAULT_ALPHA = 0.8
 
 # ipycanvas's own browser view sends *every* mousemove over a canvas to the kernel, unthrottled, as a
 # shell message of its own (measured: one per move, queued ahead of the viewer's throttled
@@ -271,7 +279,8 @@ def overlay_shape(map_shape: tuple[int, int], canvas_size: tuple[int, int], max_
 
 def overlay_rgba(values: np.ndarray, *, cmap: str, mode: str, alpha: float,
                  canvas_size: tuple[int, int], max_side: int | None,
-                 vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+                 vmin: float | None = None, vmax: float | None = None,
+                 alpha_from_value: bool = False) -> np.ndarray:
     """Colour a feature-resolution map for the overlay layer, as small as ``max_side`` allows.
 
     The map is upsampled bilinearly in *value* space to :func:`overlay_shape` before colouring and
@@ -282,7 +291,8 @@ def overlay_rgba(values: np.ndarray, *, cmap: str, mode: str, alpha: float,
     target = overlay_shape(values.shape, canvas_size, max_side)
     if target != values.shape:
         values = upsample_bilinear(values, target)
-    return map_to_rgba(values, cmap=cmap, mode=mode, vmin=lo, vmax=hi, alpha=alpha)
+    return map_to_rgba(values, cmap=cmap, mode=mode, vmin=lo, vmax=hi, alpha=alpha,
+                       alpha_from_value=alpha_from_value)
 
 
 def _stroke_ring(layer, y, x, radius, colour, width):
@@ -323,6 +333,31 @@ def draw_crosshair(layer, y: float, x: float, radius: float = 8.0) -> None:
     layer.line_width = 2.0
     layer.stroke_style = "white"
     layer.stroke_line_segments(segments)
+
+
+def draw_peak(layer, y: float, x: float, radius: float = 8.0) -> None:
+    """A diamond, white inside a black outline: where the hovered point's map peaks."""
+    points = [(x, y - radius), (x + radius, y), (x, y + radius), (x - radius, y)]
+    layer.line_width = 5.0
+    layer.stroke_style = "black"
+    layer.stroke_polygon(points)
+    layer.line_width = 2.5
+    layer.stroke_style = "white"
+    layer.stroke_polygon(points)
+
+
+def draw_label(layer, lines: list[str], *, canvas_cols: int, font_px: int = 12) -> None:
+    """White text on a dark box across the top of a canvas (e.g. "n/a — rise has no reference map"),
+    one row per line (wrap with ``_charts.wrap_text`` to the canvas width first)."""
+    line_height = font_px + 5
+    layer.fill_style = "rgba(30, 30, 30, 0.82)"
+    layer.fill_rect(4, 4, canvas_cols - 8, line_height * len(lines) + 8)
+    layer.fill_style = "white"
+    layer.font = f"{font_px}px sans-serif"
+    layer.text_align = "left"
+    layer.text_baseline = "middle"
+    for k, line in enumerate(lines):
+        layer.fill_text(line, 10, 8 + line_height * (k + 0.5))
 
 
 def value_at_pixel(values: np.ndarray, image_size: tuple[int, int], row: float, col: float) -> float:

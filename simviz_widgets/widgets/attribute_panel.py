@@ -1,7 +1,9 @@
 """Attribute panel: a bqplot horizontal bar chart of the attributes that explain a match (SANE).
 
-One bar per attribute (best at the top), stacked by weighted score component (confidence,
-agreement with the saliency map, prior). Clicking a bar selects the attribute: its activation maps
+One bar per attribute (best at the top, names on the vertical axis), stacked by weighted score
+component (confidence, agreement with the saliency map, prior), each component one colour in every
+row, explained by an HTML legend above the plot. Clicking a bar selects the attribute: its row stays
+in full colour and is marked on the axis while the other rows fade, its activation maps
 are overlaid on a :class:`~simviz_widgets.widgets.PairViewer` (when one is given) and every
 ``on_select`` callback gets the :class:`~simviz_widgets.attributes.AttributeScore` (None when the
 selection is cleared; clicking the selected bar again clears it).
@@ -14,7 +16,11 @@ The panel knows rankings (duck-typed: a list of scores with ``attribute``, ``wei
 ``components``, ``to_explanation`` and the list's ``explanation``), never torch.
 :meth:`AttributePanel.for_viewer` binds it to a viewer with a model: the ranking is computed for the
 viewer's pair with the viewer's current explanation as the saliency, and is recomputed whenever the
-viewer shows another pair, model or method.
+viewer shows another pair, model or method (synchronously, in the viewer's own callback: one
+forward pass of the pair through the model and the predictor, no thread).
+
+What is drawn (bar matrix, row opacities, legend entries, ticks, margins) comes from the plain
+functions of :mod:`._charts`.
 """
 
 from __future__ import annotations
@@ -22,15 +28,31 @@ from __future__ import annotations
 import html
 
 import ipywidgets as widgets
-import numpy as np
 import traitlets
 from bqplot import Axis, Bars, Figure, LinearScale, OrdinalScale
 
-__all__ = ["AttributePanel", "COMPONENT_COLOURS"]
+from ._charts import (
+    COMPONENT_COLOURS,
+    COMPONENTS,
+    bar_data,
+    category_margin,
+    close_figure,
+    legend_entries,
+    legend_html,
+    nice_ticks,
+    row_opacities,
+    shorten,
+    stacked_range,
+    text_width,
+)
 
-COMPONENTS = ("confidence", "agreement", "prior")
-# matplotlib's tab10 blue, orange, green: distinct for the three stacked parts.
-COMPONENT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c")
+__all__ = ["AttributePanel", "COMPONENT_COLOURS", "COMPONENTS"]
+
+TITLE = "Which attribute explains the match?"
+ROW_PX = 26  # one bar per row, names at 12 px: labels never touch
+TICK_FONT_PX = 12
+SELECTED_MARK = "\u25b8 "  # before the selected attribute's name on the axis
+DIM = 0.25  # opacity of the rows that are not selected
 
 
 def _check_ranking(ranking):
@@ -49,7 +71,13 @@ def _check_ranking(ranking):
 
 class AttributePanel(widgets.VBox):
     """Ranked attributes of one pair, clickable. ``viewer``: a PairViewer to overlay maps on.
-    ``top``: how many attributes to show (None: all). Observable trait: ``selected`` (name or None)."""
+    ``top``: how many attributes to show (None: all). ``width``: the panel's width in pixels.
+    Observable trait: ``selected`` (name or None).
+
+    Layout, top to bottom: the title (HTML, wraps at the panel's width), the legend (HTML, class
+    ``simviz-attribute-legend``, one swatch per component), the bars (one row per attribute, names
+    on the vertical axis, each component one colour in every row), the selected attribute's numbers.
+    """
 
     selected = traitlets.Unicode(None, allow_none=True)
 
@@ -58,29 +86,43 @@ class AttributePanel(widgets.VBox):
             raise ValueError(f"top is {top!r}; expected a positive integer or None")
         if viewer is not None and not hasattr(viewer, "set_explanation"):
             raise TypeError(f"viewer is {type(viewer).__name__}; expected a PairViewer (with set_explanation)")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 160:
+            raise ValueError(f"width is {width!r}; expected an integer >= 160 (pixels)")
         self._top = top
+        self._width = width
         self._viewer = viewer
         self._rank = None  # set by for_viewer: explanation -> ranking
         self._showing_attribute = False
         self._callbacks = []
         if on_select is not None:
             self.on_select(on_select)
-        self._y_scale = OrdinalScale(reverse=True)
-        self._x_scale = LinearScale(min=0.0)
+        self._name_scale = OrdinalScale(reverse=True)  # best at the top
+        self._value_scale = LinearScale(min=0.0, max=1.0)
         self.bars = Bars(
-            x=[], y=[], scales={"x": self._y_scale, "y": self._x_scale}, orientation="horizontal",
-            type="stacked", colors=list(COMPONENT_COLOURS), labels=list(COMPONENTS), display_legend=True,
-            color_mode="group",
+            x=[], y=[], scales={"x": self._name_scale, "y": self._value_scale}, orientation="horizontal",
+            type="stacked", colors=[COMPONENT_COLOURS[c] for c in COMPONENTS], labels=list(COMPONENTS),
+            color_mode="element",  # colour by component (position in the stack), not by row
+            opacity_mode="group",  # opacity by row: the selected row stands out
+            display_legend=False, padding=0.3, stroke="white", stroke_width=0.5,
         )
         self.bars.on_element_click(self._on_bar_click)
-        axes = [Axis(scale=self._y_scale, side="left", label=""),
-                Axis(scale=self._x_scale, label="weighted score", tick_format=".2f")]
-        self.figure = Figure(marks=[self.bars], axes=axes, title="Which attribute explains the match?",
-                             fig_margin={"top": 40, "bottom": 40, "left": 80, "right": 10},
-                             legend_location="bottom-right",
-                             layout=widgets.Layout(width=f"{int(width)}px", height="320px"))
-        self.detail = widgets.HTML()
-        super().__init__([self.figure, self.detail])
+        self.name_axis = Axis(scale=self._name_scale, side="left", grid_lines="none",
+                              tick_style={"font-size": f"{TICK_FONT_PX}px"})
+        self.value_axis = Axis(scale=self._value_scale, label="weighted score (sum of the parts)",
+                               tick_format=".2~f", grid_lines="dashed", label_offset="32px",
+                               tick_style={"font-size": f"{TICK_FONT_PX}px"})
+        self.figure = Figure(marks=[self.bars], axes=[self.name_axis, self.value_axis], title="",
+                             fig_margin={"top": 8, "bottom": 44, "left": 80, "right": 18},
+                             layout=widgets.Layout(width=f"{width}px", height="260px"))
+        self.header = widgets.HTML(
+            f'<div style="font-weight:bold;font-size:13px;line-height:18px;white-space:normal">'
+            f"{html.escape(TITLE)}</div>",
+            layout=widgets.Layout(width=f"{width}px"))
+        self.legend = widgets.HTML(legend_html(legend_entries()), layout=widgets.Layout(width=f"{width}px"))
+        self.detail = widgets.HTML(layout=widgets.Layout(width=f"{width}px"))
+        super().__init__([self.header, self.legend, self.figure, self.detail])
+        self.add_class("simviz-attribute-panel")
+        self._closed = False
         self.set_ranking(ranking)
 
     @classmethod
@@ -132,13 +174,21 @@ class AttributePanel(widgets.VBox):
     def set_ranking(self, ranking) -> None:
         """Show another pair's ranking (clears the selection)."""
         self._ranking = _check_ranking(ranking)
-        shown = self.shown
-        names = [s.attribute for s in shown]
-        values = np.array([[s.weighted[c] for s in shown] for c in COMPONENTS], dtype=float)
+        names, values = bar_data(self.shown)
+        ticks = nice_ticks(*stacked_range(values), 4)
+        # Names as long as the margin allows (at most 45% of the width), the full name in the detail.
+        room = int(0.45 * self._width)
+        fit = max(4, int((room - 14) / text_width("m", TICK_FONT_PX)) - len(SELECTED_MARK))
+        self._labels = {name: shorten(name, fit) for name in names}
         with self.bars.hold_sync():
             self.bars.x = names
             self.bars.y = values
-        self._x_scale.max = float(max(values.sum(0).max(), 1e-6))
+        self._value_scale.min, self._value_scale.max = ticks[0], ticks[-1]
+        self.value_axis.tick_values = ticks
+        margin = category_margin([SELECTED_MARK + label for label in self._labels.values()],
+                                 TICK_FONT_PX, maximum=room)
+        self.figure.fig_margin = {**self.figure.fig_margin, "left": margin}
+        self.figure.layout.height = f"{max(120, ROW_PX * len(names) + 52)}px"
         self.selected = None
         self._apply_selection()
 
@@ -169,9 +219,14 @@ class AttributePanel(widgets.VBox):
     def _apply_selection(self) -> None:
         score = self.selected_score()
         shown = self.shown
-        self.bars.selected = None if score is None else [shown.index(score)]
-        self.bars.opacities = [1.0] * len(shown) if score is None else [
-            1.0 if s is score else 0.35 for s in shown]
+        index = None if score is None else shown.index(score)
+        with self.bars.hold_sync():
+            self.bars.selected = None if index is None else [index]
+            self.bars.opacities = row_opacities(len(shown), index, DIM)
+        self.name_axis.tick_labels = {
+            s.attribute: (SELECTED_MARK if k == index else "") + self._labels[s.attribute]
+            for k, s in enumerate(shown)
+        }
         if self._viewer is not None:
             base = self._ranking.explanation
             target = base if score is None else score.to_explanation(base)
@@ -194,12 +249,19 @@ class AttributePanel(widgets.VBox):
         self.set_ranking(self._rank(exp))
 
     def close(self) -> None:
+        """Close the panel and everything in it (bars, axes, scales), and stop following the viewer."""
+        if getattr(self, "_closed", True):  # already closed, or failed in __init__
+            return
+        self._closed = True
         if self._rank is not None and self._viewer is not None:
             try:
                 self._viewer.unobserve(self._on_viewer_explanation, "explanation")
             except ValueError:
                 pass
             self._rank = None
+        close_figure(self.figure)
+        for child in self.children:
+            child.close()
         super().close()
 
     def _detail_html(self, score) -> str:
@@ -210,19 +272,31 @@ class AttributePanel(widgets.VBox):
 
     # -- static form --------------------------------------------------------------------------
     def to_figure(self):
-        """A matplotlib figure of the same stacked bars."""
+        """A matplotlib figure of the same bars: one colour per component, legend above the
+        plot, the selected row (if any) in full colour and the others faded."""
         import matplotlib.pyplot as plt
+        import numpy as np
 
         shown = self.shown
-        fig, ax = plt.subplots(figsize=(4, 0.3 * len(shown) + 1))
-        left = np.zeros(len(shown))
-        rows = np.arange(len(shown))[::-1]
-        for c, colour in zip(COMPONENTS, COMPONENT_COLOURS):
-            vals = np.array([s.weighted[c] for s in shown])
-            ax.barh(rows, vals, left=left, color=colour, label=c)
-            left += vals
-        ax.set_yticks(rows, [s.attribute for s in shown])
-        ax.set_xlabel("weighted score")
-        ax.legend(loc="lower right", fontsize="small")
+        names, values = bar_data(shown)
+        index = None if self.selected is None else names.index(self.selected)
+        alphas = row_opacities(len(names), index, DIM)
+        fig, ax = plt.subplots(figsize=(4.2, 0.32 * len(names) + 1.4))
+        rows = np.arange(len(names))[::-1]
+        left = np.zeros(len(names))
+        for k, component in enumerate(COMPONENTS):
+            colours = [(*_rgb(COMPONENT_COLOURS[component]), a) for a in alphas]
+            ax.barh(rows, values[k], left=left, color=colours, label=component, height=0.7)
+            left += values[k]
+        ax.set_yticks(rows, [(SELECTED_MARK if k == index else "") + n for k, n in enumerate(names)])
+        ax.set_xlabel("weighted score (sum of the parts)")
+        fig.suptitle(TITLE, x=0.02, ha="left", fontsize=11)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for _, colour in legend_entries()]
+        ax.legend(handles, list(COMPONENTS), loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(COMPONENTS),
+                  frameon=False, fontsize="small", borderaxespad=0.2, handlelength=1.0)
         fig.tight_layout()
         return fig
+
+
+def _rgb(colour: str) -> tuple[float, float, float]:
+    return tuple(int(colour[k:k + 2], 16) / 255.0 for k in (1, 3, 5))

@@ -10,7 +10,8 @@ import traitlets
 
 from ..explain.base import PairExplanation
 from .attribute_panel import AttributePanel
-from .comparison_panel import MethodComparisonPanel
+from .comparison import MethodComparisonPanel
+from ._canvas import DEFAULT_ALPHA
 from .overall_panel import OverallPanel
 from .pair_viewer import PairViewer
 from .state import HoverState
@@ -32,7 +33,7 @@ class PairExplorer(widgets.VBox):
     """
 
     def __init__(self, model, query, reference, *, method: str = "decomposition", cmap: str | None = None,
-                 alpha: float = 0.5, size: int = 320, reading: str = "contribution", panel_size: int = 200,
+                 alpha: float = DEFAULT_ALPHA, size: int = 320, reading: str = "contribution", panel_size: int = 200,
                  comparison: bool | dict = False, attributes=None):
         comparison = self._check_comparison(comparison)
         attributes = self._check_attributes(attributes)
@@ -42,7 +43,7 @@ class PairExplorer(widgets.VBox):
 
     @classmethod
     def from_explanation(cls, explanation: PairExplanation, *, model=None, cmap: str | None = None,
-                         alpha: float = 0.5, size: int = 320, reading: str = "contribution",
+                         alpha: float = DEFAULT_ALPHA, size: int = 320, reading: str = "contribution",
                          panel_size: int = 200, comparison: bool | dict = False,
                          attributes=None) -> "PairExplorer":
         comparison = cls._check_comparison(comparison)

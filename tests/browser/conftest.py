@@ -9,6 +9,7 @@ locally and fail in CI (CI=true), so a broken CI image is never reported green.
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -408,6 +409,48 @@ _LATENCY_PROBE_JS = f"""
 """
 
 
+# Runs code in the current notebook's kernel outside any cell (silent: no cell output, no history)
+# and returns the reply: the value of `expression` (its repr) or the error.
+_KERNEL_EXECUTE_JS = """
+async ({code, expression}) => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  const session = panel && panel.sessionContext && panel.sessionContext.session;
+  const kernel = session && session.kernel;
+  if (!kernel) return {error: 'the current notebook has no kernel'};
+  const future = kernel.requestExecute({
+    code, silent: true, store_history: false, allow_stdin: false, stop_on_error: false,
+    user_expressions: expression === null ? {} : {value: expression},
+  });
+  const reply = (await future.done).content;
+  if (reply.status !== 'ok') return {error: `${reply.ename}: ${reply.evalue}`};
+  if (expression === null) return {};
+  const value = reply.user_expressions.value;
+  if (value.status !== 'ok') return {error: `${value.ename}: ${value.evalue}`};
+  return {repr: value.data['text/plain']};
+}
+"""
+
+# A signature of the visible element matching `selector`: its box, a hash of its markup and
+# whether its images have loaded; LabNotebook.wait_stable waits until it stops changing.
+_ELEMENT_SIGNATURE_JS = """
+(selector) => {
+  const el = Array.from(document.querySelectorAll(selector)).find(e => e.getClientRects().length > 0);
+  if (!el) return null;
+  const box = el.getBoundingClientRect();
+  const markup = el.innerHTML;
+  let hash = 0;
+  for (let i = 0; i < markup.length; i++) hash = (hash * 31 + markup.charCodeAt(i)) | 0;
+  const images = Array.from(el.querySelectorAll('img'));
+  const loaded = images.every(img => img.complete);
+  return `${Math.round(box.width)}x${Math.round(box.height)}:${markup.length}:${hash}:${loaded}`;
+}
+"""
+
+
+class KernelError(AssertionError):
+    """Code run in the notebook's kernel by LabNotebook.kernel_eval / kernel_exec raised."""
+
+
 @dataclass
 class CanvasBox:
     left: float
@@ -539,6 +582,50 @@ class LabNotebook:
                 return now
             time.sleep(0.05)
         raise AssertionError(f"canvas {selector!r} did not change within {timeout_s} s")
+
+    def wait_settled(self, selector: str, pixels: np.ndarray | None = None, quiet_s: float = 0.3,
+                     timeout_s: float = 10.0) -> np.ndarray:
+        """Pixels of the canvas once they have not changed for `quiet_s` (the last of a burst of frames)."""
+        deadline = time.monotonic() + timeout_s
+        last = self.canvas_pixels(selector) if pixels is None else pixels
+        last_change = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self.canvas_pixels(selector)
+            if now.shape != last.shape or not np.array_equal(now, last):
+                last, last_change = now, time.monotonic()
+            elif time.monotonic() - last_change >= quiet_s:
+                return last
+        return last
+
+    def wait_stable(self, selector: str, quiet_s: float = 0.5, timeout_s: float = 60) -> None:
+        """Wait until the visible element matching `selector` exists and its size, markup and images
+        have stopped changing for `quiet_s` (widgets still receiving updates from the kernel)."""
+        deadline = time.monotonic() + timeout_s
+        last, last_change = None, time.monotonic()
+        while time.monotonic() < deadline:
+            signature = self.page.evaluate(_ELEMENT_SIGNATURE_JS, selector)
+            if signature is None or signature != last or not signature.endswith(":true"):
+                last, last_change = signature, time.monotonic()
+            elif time.monotonic() - last_change >= quiet_s:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"element {selector!r} still changing (or absent) after {timeout_s} s: {last}")
+
+    def kernel_exec(self, code: str) -> None:
+        """Run `code` in this notebook's kernel, outside the cells (raises KernelError if it raises)."""
+        result = self.page.evaluate(_KERNEL_EXECUTE_JS, {"code": code, "expression": None})
+        if "error" in result:
+            raise KernelError(f"kernel raised running {code!r}: {result['error']}")
+
+    def kernel_eval(self, expression: str, code: str = ""):
+        """The value of a Python `expression` in this notebook's kernel (after running `code`), sent
+        back as JSON: it must evaluate to something json.dumps accepts."""
+        wrapped = f"__import__('json').dumps({expression})"
+        result = self.page.evaluate(_KERNEL_EXECUTE_JS, {"code": code, "expression": wrapped})
+        if "error" in result:
+            raise KernelError(f"kernel raised evaluating {expression!r}: {result['error']}")
+        return json.loads(ast.literal_eval(result["repr"]))
 
 
 @pytest.fixture

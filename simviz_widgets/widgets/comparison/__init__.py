@@ -1,0 +1,10 @@
+"""Every explanation method on one pair, side by side: :class:`ComparisonSession` (the state and
+the background work, no widgets: usable from a script) and :class:`MethodComparisonPanel` (its
+view: thumbnails, scores, progress and bar charts)."""
+
+from .results import DEFAULT_METRICS, RUNTIME, MethodResult, ResultCache, SessionEvent, SessionStatus
+from .session import ComparisonSession
+from .panel import MethodComparisonPanel
+
+__all__ = ["MethodComparisonPanel", "ComparisonSession", "MethodResult", "ResultCache", "DEFAULT_METRICS",
+           "RUNTIME", "SessionEvent", "SessionStatus"]

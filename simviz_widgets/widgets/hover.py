@@ -1,0 +1,291 @@
+"""What hovering and clicking mean, without any widget: the viewer's logic as a plain class.
+
+:class:`HoverLogic` knows the explanation on show, each image's display and canvas sizes, the
+reading and the shared :class:`~simviz_widgets.widgets.state.HoverState` (hovered point, pins). It
+turns browser mouse events into actions (hover / leave / pin) — dropping events older than one
+already handled and coalescing a burst of moves to the newest — and answers what a view draws:
+the point map under the mouse, its peak, the colour scale and what its values mean, each pin's
+contribution and best match. A script or a test drives it directly; the pair viewer draws what it
+says.
+
+>>> import numpy as np
+>>> from simviz_widgets.explain.base import PairExplanation, PointToPoint
+>>> g = np.eye(4, dtype=np.float32)
+>>> p2p = PointToPoint(g, g, 1.0, (2, 2), (2, 2))
+>>> photo = np.zeros((20, 20, 3), np.uint8)
+>>> exp = PairExplanation("decomposition", 4.0, photo, photo, np.ones((2, 2)), np.ones((2, 2)), True,
+...                       point_to_point=p2p, completeness_error=0.0)
+>>> logic = HoverLogic(exp, canvas_size=20)
+>>> logic.handle("query", {"type": "mousemove", "relativeX": 15.0, "relativeY": 4.0})
+('hover', 'query', 3.5, 14.5)
+>>> logic.peak
+('reference', 4.5, 14.5)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from ..explain.base import SIDES, PairExplanation, other_side
+from ..render import default_cmap, normalize_map
+from ..render.figure import cell_centre_pixels
+from ._canvas import display_size, event_to_pixel, finite_number, single_thread_blas, value_at_pixel
+from .state import HoverState, Pin, check_point
+
+__all__ = ["HoverLogic", "Geometry", "ColourScale", "CORRESPONDENCE_CMAP"]
+
+#: The correspondence reading is a cosine (unsigned in practice: 0.3-0.8 on real pairs), so it gets
+#: a sequential scale over the map's own range; signed contributions keep a diverging one.
+CORRESPONDENCE_CMAP = "viridis"
+
+
+class Geometry(NamedTuple):
+    """One image's sizes: display image (rows, cols) and canvas (rows, cols)."""
+
+    image: tuple[int, int]
+    canvas: tuple[int, int]
+
+
+class ColourScale(NamedTuple):
+    """How a map is coloured: colormap, normalisation mode, limits, and what the values mean."""
+
+    cmap: str
+    mode: str  # "symmetric" (diverging, 0 in the middle) or "minmax" (sequential)
+    lo: float
+    hi: float
+    meaning: str
+
+
+class HoverLogic:
+    """Hover, pin and reading logic of a pair viewer (no widgets; see the module docstring).
+
+    ``canvas_size``: display pixels of each image's longer side. ``state``: the HoverState shared
+    with panels. ``cmap``: one matplotlib colormap for every map, or None for the defaults.
+    """
+
+    def __init__(self, explanation: PairExplanation, *, canvas_size: int = 320, state: HoverState | None = None,
+                 reading: str = "contribution", cmap: str | None = None):
+        self.state = state if state is not None else HoverState()
+        self.canvas_size = canvas_size
+        self.reading = reading
+        self.cmap = cmap
+        self.hovered: tuple[str, float, float] | None = None
+        self.point_values: np.ndarray | None = None  # the map the hovered point draws (or None)
+        self._latest_stamp = {side: -math.inf for side in SIDES}
+        self._pending: dict[str, Mapping] = {}
+        self.set_explanation(explanation)
+
+    # -- explanation -----------------------------------------------------------------------------
+    def set_explanation(self, explanation: PairExplanation) -> None:
+        self.explanation = explanation
+        self.geometry = {side: Geometry(explanation.size(side), display_size(explanation.size(side), self.canvas_size))
+                         for side in SIDES}
+        self.hovered, self.point_values = None, None
+        shown = [explanation.map(s).ravel() for s in SIDES if explanation.has_map(s)]
+        both = np.concatenate(shown)[None] if shown else np.zeros((1, 1), np.float32)
+        _, lo, hi = normalize_map(both, mode=self.overall_mode)
+        self.overall_limits = (lo, hi)
+
+    @property
+    def overall_mode(self) -> str:
+        return "symmetric" if self.explanation.signed else "minmax"
+
+    @property
+    def has_point_maps(self) -> bool:
+        return self.explanation.point_to_point is not None
+
+    # -- points ------------------------------------------------------------------------------------
+    def check_pixel(self, side, row, col) -> tuple[str, float, float]:
+        side, row, col = check_point(side, row, col)
+        rows, cols = self.geometry[side].image
+        if not (-0.5 <= row <= rows - 0.5 and -0.5 <= col <= cols - 0.5):
+            raise ValueError(f"{side} pixel ({row}, {col}) is outside the image (rows 0..{rows - 1}, cols 0..{cols - 1})")
+        return side, row, col
+
+    def inside(self, side: str, row: float, col: float) -> bool:
+        rows, cols = self.geometry[side].image
+        return -0.5 <= row <= rows - 0.5 and -0.5 <= col <= cols - 0.5
+
+    def point_map(self, side: str, row: float, col: float, *, reading: str | None = None) -> np.ndarray | None:
+        """The map over the other image for display pixel (row, col) of ``side`` (None for
+        methods without a point-to-point part)."""
+        side, row, col = self.check_pixel(side, row, col)
+        if not self.has_point_maps:
+            return None
+        reading = reading or self.reading
+        with single_thread_blas():
+            if side == "query":
+                return self.explanation.from_query(row, col, reading=reading)
+            return self.explanation.from_reference(row, col, reading=reading)
+
+    def contribution(self, side: str, row: float, col: float) -> float:
+        """What image point (row, col) adds to the score: the sum of its row of D (the overall
+        map's bilinear value there for methods without a point-to-point part)."""
+        side, row, col = self.check_pixel(side, row, col)
+        if self.has_point_maps:
+            values = self.point_map(side, row, col, reading="contribution")
+            return float(np.sum(values, dtype=np.float64))
+        return value_at_pixel(self.explanation.map(side), self.geometry[side].image, row, col)
+
+    def peak_of(self, side: str, values: np.ndarray) -> tuple[float, float]:
+        """Display pixel (row, col) on ``side`` of the centre of the cell where ``values`` (a map
+        over ``side``'s grid) is largest."""
+        cell = np.unravel_index(int(np.argmax(values)), values.shape)
+        return cell_centre_pixels(cell[0], cell[1], values.shape, self.geometry[side].image)
+
+    @property
+    def peak(self) -> tuple[str, float, float] | None:
+        """(side, row, col): where the hovered point's map peaks on the other image, or None."""
+        if self.hovered is None or self.point_values is None:
+            return None
+        side = other_side(self.hovered[0])
+        return (side, *self.peak_of(side, self.point_values))
+
+    def best_match(self, pin: Pin) -> tuple[float, float] | None:
+        """Display pixel (row, col) on the other image where the pin's map peaks."""
+        if not self.has_point_maps or not self.inside(pin.source, pin.row, pin.col):
+            return None  # overall maps only, or a pin from another pair (shared state set elsewhere)
+        return self.peak_of(other_side(pin.source), self.point_map(pin.source, pin.row, pin.col))
+
+    # -- colour ------------------------------------------------------------------------------------
+    def scale(self, values: np.ndarray | None = None, *, point: bool = False) -> ColourScale:
+        """The colour scale of a point map (``point=True``: per map) or of the overall maps (both
+        images on one scale, so their colours compare)."""
+        exp = self.explanation
+        if point:
+            if self.reading == "correspondence":
+                _, lo, hi = normalize_map(values, mode="minmax")
+                return ColourScale(self.cmap or CORRESPONDENCE_CMAP, "minmax", lo, hi,
+                                   "correspondence: cosine of each cell's contribution with the hovered point's")
+            _, lo, hi = normalize_map(values, mode="symmetric")
+            return ColourScale(self.cmap or default_cmap(True), "symmetric", lo, hi,
+                               "contribution: what each cell adds to the score with the hovered point, D(point, cell)")
+        lo, hi = self.overall_limits
+        if exp.sums_to_score:
+            meaning = f"overall map: each cell's share of the {exp.metric} score (each map sums to {exp.score:.3g})"
+        else:
+            meaning = f"overall map: {exp.method} relevance ({'signed' if exp.signed else 'unsigned'}; not a share of the score)"
+        return ColourScale(self.cmap or default_cmap(bool(exp.signed)), self.overall_mode, lo, hi, meaning)
+
+    # -- events ------------------------------------------------------------------------------------
+    def handle(self, side: str, event) -> tuple | None:
+        """Apply one ipyevents event dict: returns the action taken — ``('hover', side, row, col)``,
+        ``('leave', side)``, ``('pin', side, row, col)`` — or None when it is ignored (not a dict,
+        unknown type, missing or non-finite coordinates, outside the image, older than an event
+        already handled, a leave of an image not hovered)."""
+        if not isinstance(event, Mapping):
+            return None
+        kind = event.get("type")
+        if kind not in ("mousemove", "mouseleave", "click"):
+            return None
+        stamp = finite_number(event.get("timeStamp"))
+        if stamp is not None:
+            if stamp < self._latest_stamp[side]:
+                return None  # e.g. a trailing throttled move arriving after its leave
+            self._latest_stamp[side] = stamp
+        if kind == "mouseleave":
+            if self.hovered is None or self.hovered[0] != side:
+                return None
+            self.leave()
+            return ("leave", side)
+        geometry = self.geometry[side]
+        pixel = event_to_pixel(event, geometry.canvas, geometry.image)
+        if pixel is None:
+            return None
+        if kind == "mousemove":
+            self.hover(side, *pixel)
+            return ("hover", side, *pixel)
+        self.state.add_pin(side, *pixel)
+        return ("pin", side, *pixel)
+
+    def receive(self, side: str, event, apply: Callable[[str, Mapping], object]) -> None:
+        """Pass a browser event to ``apply(side, event)``, coalescing moves: moves that arrive
+        before the kernel's event loop turns are applied once, newest per image; a leave drops
+        its image's pending move (that move came first). Without a running loop, at once."""
+        if not isinstance(event, Mapping) or event.get("type") != "mousemove":
+            if isinstance(event, Mapping) and event.get("type") == "mouseleave":
+                self._pending.pop(side, None)
+            apply(side, event)
+            return
+        first = not self._pending
+        self._pending[side] = event
+        if not first:
+            return  # a flush is already scheduled
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush(apply)
+            return
+        loop.call_soon(self._flush, apply)
+
+    def _flush(self, apply) -> None:
+        pending, self._pending = list(self._pending.items()), {}
+        for side, event in pending:
+            apply(side, event)
+
+    def reset_event_order(self) -> None:
+        self._latest_stamp = {side: -math.inf for side in SIDES}
+
+    def hover(self, side: str, row: float, col: float) -> np.ndarray | None:
+        side, row, col = self.check_pixel(side, row, col)
+        self.hovered = (side, row, col)
+        self.point_values = self.point_map(side, row, col)
+        self.state.hovered = self.hovered
+        return self.point_values
+
+    def leave(self) -> None:
+        self.hovered, self.point_values = None, None
+        self.state.hovered = None
+
+    def refresh_point(self) -> None:
+        """Recompute the hovered point's map (after a change of reading)."""
+        if self.hovered is not None:
+            self.point_values = self.point_map(*self.hovered)
+
+    # -- text --------------------------------------------------------------------------------------
+    def status_text(self) -> str:
+        if self.hovered is None:
+            return ""
+        side, row, col = self.hovered
+        text = f"{side} pixel ({row:.0f}, {col:.0f})"
+        values = self.point_values
+        if values is None:
+            return text + f" · method {self.explanation.method!r} gives overall maps only"
+        if self.reading == "contribution":
+            text += f" · adds {float(np.sum(values, dtype=np.float64)):+.4g} to the score"
+        _, peak_row, peak_col = self.peak
+        return text + f" · best match in the {other_side(side)} at ({peak_row:.0f}, {peak_col:.0f}) (marked ◇)"
+
+    def pin_lines(self) -> list[tuple[Pin, float, str]]:
+        """(pin, contribution, share-of-score text) for each pin inside this pair's images."""
+        exp = self.explanation
+        lines = []
+        for pin in self.state.pins:
+            if not self.inside(pin.source, pin.row, pin.col):
+                continue
+            value = self.contribution(pin.source, pin.row, pin.col)
+            share = f" ({100.0 * value / exp.score:.1f} % of the score)" if abs(exp.score) > 1e-12 else ""
+            lines.append((pin, value, share))
+        return lines
+
+    def score_html(self) -> str:
+        exp = self.explanation
+        text = f"<b>{exp.metric} similarity</b> {exp.score:.4f} &nbsp;·&nbsp; method <code>{exp.method}</code>"
+        if exp.completeness_error is not None:
+            text += f" &nbsp;·&nbsp; completeness error {exp.completeness_error:.1e}"
+        return text
+
+    def pins_html(self) -> str:
+        if not self.state.pins:
+            return "<i>click a point to pin it</i>"
+        return "<br>".join(
+            f"<span style='display:inline-block;width:0.9em;height:0.9em;border:1px solid black;"
+            f"background:{pin.colour};vertical-align:middle'></span> {pin.source} "
+            f"({pin.row:.0f}, {pin.col:.0f}): <b>{value:+.4f}</b>{share}"
+            for pin, value, share in self.pin_lines()
+        )
