@@ -373,3 +373,125 @@ def test_session_works_without_widgets(tiny, pair):
     assert not session.explanation.has_map("reference")
     with pytest.raises(ValueError, match="not registered"):
         session.choose("grad_cam")
+
+
+# ------------------------------------------------------------------------------------------------
+# review reproducers: failures, stale inputs, shared hover state, exit, freed copies
+
+
+@pytest.fixture
+def failing_method():
+    class Broken(Explainer):
+        options = {}
+
+        def compute(self, model, query, reference):
+            raise RuntimeError("broken on purpose")
+
+    register_method("_broken")(Broken)
+    yield "_broken"
+    _METHODS.pop("_broken", None)
+
+
+def test_a_failed_choice_never_leaves_a_phantom_job(tiny, pair, gates, failing_method):
+    """Was: a choice or set_pair that raised after cancelling left 'computing X' for ever."""
+    v = PairViewer(tiny, *pair, size=96)
+    v.method = "_gate_a"
+    assert gates["_gate_a"].started.wait(10)
+    with pytest.raises(ValueError, match="query"):
+        v.set_pair(np.zeros(5, np.uint8), pair[1])
+    assert v.computing is None and v.method == "decomposition" and v.method_dropdown.value == "decomposition"
+    assert "computing" not in v.job_label.value
+    v.method = "_gate_a"
+    v.method_dropdown.value = failing_method  # from the menu: said in red, nothing left running
+    assert v.computing is None and v.method_dropdown.value == "decomposition"
+    assert "broken on purpose" in v.job_label.value and "<i>" not in v.job_label.value
+    gates["_gate_a"].release.set()
+    v.close()
+
+
+def test_a_method_after_set_explanation_explains_the_new_pair(tiny, pair):
+    """Was: set_explanation(other pair) then choosing a method brought the old pair back."""
+    query, reference = pair
+    v = PairViewer(tiny, query, reference, size=96)
+    other = sv.explain(tiny, reference, query)
+    v.set_explanation(other)
+    v.method = "gradcam"
+    assert np.array_equal(v.explanation.query, other.query) and np.array_equal(v.explanation.reference, other.reference)
+    v.set_explanation(sv.explain(tiny, query, reference), inputs=(query, reference))
+    v.method = "similarity_map"
+    assert np.array_equal(v.explanation.query, query[:64, :64])
+    v.close()
+
+
+def test_new_pair_clears_the_shared_hover_point(tiny, pair):
+    """Was: after set_pair the shared state kept the old point (panels kept its crosshair)."""
+    v = PairViewer(tiny, *pair, size=96)
+    v.hover("query", 10, 10)
+    assert v.state.hovered is not None
+    v.set_pair(pair[1], pair[0])
+    assert v.hovered is None and v.state.hovered is None
+    v.close()
+
+
+def test_exiting_with_a_job_running_does_not_abort_the_interpreter():
+    """Was: exit code 134 ('terminate called without an active exception') with a RISE thread alive."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, simviz_widgets as sv\n"
+        "from simviz_widgets.widgets.session import ExplanationSession\n"
+        "m = sv.load_model('tiny_test')\n"
+        "q, r = np.random.default_rng(0).integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)\n"
+        "ExplanationSession.explain(m, q, r, method='rise').close()\n"
+        "ExplanationSession.explain(m, q, r, method='rise')  # left running\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_copies_are_freed_on_close_and_bounded(tiny, pair, gates):
+    """Was: every copy made for a burst of superseded jobs was kept, even after close()."""
+    v = PairViewer(tiny, *pair, size=96)
+    for k in range(10):
+        v.method = "_gate_a" if k % 2 == 0 else "_gate_b"
+    copies = v.session.runner.copies
+    for gate in gates.values():
+        gate.release.set()
+    v.session.runner.join_all(30)
+    assert copies.in_use == 0 and len(copies._free) <= copies.max_free
+    v.close()
+    assert copies._free == []
+    with pytest.raises(RuntimeError, match="closed"):
+        copies.acquire()
+
+
+def test_two_copies_embedding_at_once_never_mix(tiny):
+    copies = [tiny.copy(), tiny.copy()]
+    inputs = [torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(k)) for k in range(2)]
+    with torch.no_grad():
+        expected = [tiny.embed_tensor(x) for x in inputs]
+    wrong = []
+
+    def run(k):
+        for _ in range(300):
+            with torch.no_grad():
+                if not torch.allclose(copies[k].embed_tensor(inputs[k]), expected[k], atol=1e-6):
+                    wrong.append(k)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+
+
+def test_a_closed_comparison_session_refuses_work(tiny, pair):
+    from simviz_widgets.widgets.comparison import ComparisonSession
+
+    session = ComparisonSession(tiny, *pair, methods=["decomposition"], metrics=[], background=False)
+    session.close()
+    for call in (lambda: session.set_pair(*pair), session.run, lambda: session.set_model(tiny)):
+        with pytest.raises(RuntimeError, match="comparison session is closed"):
+            call()

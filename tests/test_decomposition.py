@@ -1,6 +1,5 @@
 """The decomposition's maths: completeness, symmetry, interpolation, pooling masks, known answers."""
 
-import itertools
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import torch
 import simviz_widgets as sv
 from simviz_widgets.adapters import Pooling
 from simviz_widgets.explain import position_contributions
-from simviz_widgets.models import MeanColorNet, TinyEmbeddingNet
+from simviz_widgets.models import TinyEmbeddingNet
 from simviz_widgets.models.tiny import TINY_PREPROCESS
 
 REL = 1e-5

@@ -625,8 +625,8 @@ def test_close_frees_every_widget_and_stops_following_the_state(explanation):
     from ipywidgets import Widget
 
     explorer = PairExplorer.from_explanation(explanation)
-    inner = [explorer.viewer.query_canvas, explorer.viewer.opacity_slider, explorer.panel.chart,
-             *explorer.viewer._events]
+    inner = [explorer.viewer.query_canvas, *(explorer.viewer.reference_canvas[k] for k in range(3)),
+             explorer.viewer.opacity_slider, explorer.viewer.colorbar, explorer.panel.chart, *explorer.viewer._events]
     ids = [w.model_id for w in inner]
     assert all(i in Widget.widgets for i in ids)
     state = explorer.state

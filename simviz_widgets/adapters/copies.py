@@ -61,9 +61,12 @@ class ModelCopies:
         self._free: list[SimilarityModel] = []
         self._taken: set[int] = set()
         self._lock = threading.Lock()
+        self._closed = False
         self.made = 0
 
     def acquire(self) -> SimilarityModel:
+        if self._closed:
+            raise RuntimeError("these model copies are closed (their widget was closed)")
         with self._lock:
             if self._free:
                 copy_ = self._free.pop()
@@ -75,11 +78,21 @@ class ModelCopies:
             self._taken.add(id(copy_))
         return copy_
 
+    #: free copies kept for reuse; more (left by a burst of superseded jobs) are dropped
+    max_free = 1
+
     def release(self, copy_: SimilarityModel) -> None:
         with self._lock:
             if id(copy_) in self._taken:
                 self._taken.discard(id(copy_))
-                self._free.append(copy_)
+                if not self._closed and len(self._free) < self.max_free:
+                    self._free.append(copy_)
+
+    def close(self) -> None:
+        """Drop the free copies; copies still taken are dropped when released."""
+        with self._lock:
+            self._closed = True
+            self._free.clear()
 
     @property
     def in_use(self) -> int:

@@ -267,6 +267,13 @@ class PairExplanation:
         u, v = self.pixel_to_cell("reference", row, col)
         return p2p.row("reference", u, v, reading)
 
+    def point_map(self, side: str, row: float, col: float, *, reading: str = "contribution") -> np.ndarray:
+        """Map over the other image for display pixel (row, col) of ``side``: :meth:`from_query`
+        or :meth:`from_reference`."""
+        if check_side(side) == "query":
+            return self.from_query(row, col, reading=reading)
+        return self.from_reference(row, col, reading=reading)
+
     def swapped(self) -> "PairExplanation":
         """The same explanation with query and reference exchanged (D transposed)."""
         return PairExplanation(
@@ -339,11 +346,6 @@ class Explainer:
         """Forward passes a run on inputs of these (rows, cols) takes, for progress bars; None
         where it is not known ahead (the fast methods: one or two)."""
         return None
-
-    @property
-    def cancellable(self) -> bool:
-        """Whether the method takes a ``cancel`` option (checked between batches)."""
-        return "cancel" in self.options
 
     def __init__(self, **options):
         unknown = sorted(set(options) - set(self.options))

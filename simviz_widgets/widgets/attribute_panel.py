@@ -79,6 +79,8 @@ class AttributePanel(widgets.VBox):
     on the vertical axis, each component one colour in every row), the selected attribute's numbers.
     """
 
+    _closed = True  # until built: close() (also called by ipywidgets on __del__) has nothing to free
+
     selected = traitlets.Unicode(None, allow_none=True)
 
     def __init__(self, ranking, *, viewer=None, top: int | None = 8, width: int = 360, on_select=None):
@@ -250,7 +252,7 @@ class AttributePanel(widgets.VBox):
 
     def close(self) -> None:
         """Close the panel and everything in it (bars, axes, scales), and stop following the viewer."""
-        if getattr(self, "_closed", True):  # already closed, or failed in __init__
+        if self._closed:
             return
         self._closed = True
         if self._rank is not None and self._viewer is not None:

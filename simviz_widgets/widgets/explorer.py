@@ -32,27 +32,32 @@ class PairExplorer(widgets.VBox):
     panel beside the viewer; clicking an attribute shows its maps in the viewer and overall panel.
     """
 
-    def __init__(self, model, query, reference, *, method: str = "decomposition", cmap: str | None = None,
-                 alpha: float = DEFAULT_ALPHA, size: int = 320, reading: str = "contribution", panel_size: int = 200,
+    _closed = True  # until composed: close() (also called by ipywidgets on __del__) has nothing to free
+
+    def __init__(self, model=None, query=None, reference=None, *, method: str = "decomposition",
+                 explanation: PairExplanation | None = None, cmap: str | None = None, alpha: float = DEFAULT_ALPHA,
+                 size: int = 320, reading: str = "contribution", panel_size: int = 200,
                  comparison: bool | dict = False, attributes=None):
         comparison = self._check_comparison(comparison)
         attributes = self._check_attributes(attributes)
-        viewer = PairViewer(model, query, reference, method=method, cmap=cmap, alpha=alpha, size=size,
-                            reading=reading, state=HoverState())
-        self._compose(viewer, panel_size, comparison, attributes)
+        viewer = PairViewer(model, query, reference, method=method, explanation=explanation, cmap=cmap, alpha=alpha,
+                            size=size, reading=reading, state=HoverState())
+        made = [viewer]
+        try:
+            self._compose(viewer, panel_size, comparison, attributes, made)
+        except BaseException:
+            for widget in reversed(made):  # nothing half-built keeps running (the viewer's job, panels' work)
+                widget.close()
+            raise
 
     @classmethod
     def from_explanation(cls, explanation: PairExplanation, *, model=None, cmap: str | None = None,
                          alpha: float = DEFAULT_ALPHA, size: int = 320, reading: str = "contribution",
                          panel_size: int = 200, comparison: bool | dict = False,
                          attributes=None) -> "PairExplorer":
-        comparison = cls._check_comparison(comparison)
-        attributes = cls._check_attributes(attributes)
-        viewer = PairViewer.from_explanation(explanation, model=model, cmap=cmap, alpha=alpha, size=size,
-                                             reading=reading, state=HoverState())
-        explorer = cls.__new__(cls)
-        explorer._compose(viewer, panel_size, comparison, attributes)
-        return explorer
+        """An explorer of an existing explanation (no model runs unless ``model`` is given)."""
+        return cls(model, explanation=explanation, cmap=cmap, alpha=alpha, size=size, reading=reading,
+                   panel_size=panel_size, comparison=comparison, attributes=attributes)
 
     @staticmethod
     def _check_comparison(comparison) -> dict | None:
@@ -79,16 +84,17 @@ class PairExplorer(widgets.VBox):
             "'predictor' and attribute-panel options"
         )
 
-    def _compose(self, viewer: PairViewer, panel_size: int, comparison: dict | None = None,
-                 attributes: dict | None = None) -> None:
+    def _compose(self, viewer: PairViewer, panel_size: int, comparison: dict | None, attributes: dict | None,
+                 made: list) -> None:
         self.viewer = viewer
         self.state = viewer.state
         self.panel = OverallPanel(viewer.explanation, state=viewer.state, cmap=viewer.cmap,
                                   alpha=viewer.alpha, size=panel_size)
+        made.append(self.panel)
         self.comparison = None
         if comparison is not None:
             self.comparison = MethodComparisonPanel.for_viewer(viewer, **comparison)
-        self._closed = False
+            made.append(self.comparison)
         self._links = [traitlets.dlink((viewer, name), (self.panel, name))
                        for name in ("explanation", "cmap", "alpha")]
         if self.comparison is not None:
@@ -98,10 +104,12 @@ class PairExplorer(widgets.VBox):
         if attributes is not None:
             options = dict(attributes)
             self.attributes = AttributePanel.for_viewer(viewer, options.pop("predictor"), **options)
+            made.append(self.attributes)
             top_row = widgets.HBox([viewer, self.attributes])
         children = [top_row, self.panel] + ([self.comparison] if self.comparison is not None else [])
         super().__init__(children=children)
         self.add_class("simviz-pair-explorer")
+        self._closed = False
 
     @property
     def explanation(self) -> PairExplanation:
@@ -117,7 +125,7 @@ class PairExplorer(widgets.VBox):
         self.viewer.set_explanation(explanation)
 
     def close(self) -> None:
-        if getattr(self, "_closed", True):  # already closed (ipywidgets also closes on __del__)
+        if self._closed:
             return
         self._closed = True
         for link in self._links:
@@ -135,5 +143,5 @@ class PairExplorer(widgets.VBox):
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs) or {}
-        bundle["image/png"] = base64.b64encode(self.viewer._static_png()).decode("ascii")
+        bundle["image/png"] = base64.b64encode(self.viewer.to_png()).decode("ascii")
         return bundle

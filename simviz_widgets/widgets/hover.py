@@ -78,14 +78,22 @@ class HoverLogic:
         self.point_values: np.ndarray | None = None  # the map the hovered point draws (or None)
         self._latest_stamp = {side: -math.inf for side in SIDES}
         self._pending: dict[str, Mapping] = {}
+        self.explanation: PairExplanation | None = None
         self.set_explanation(explanation)
 
     # -- explanation -----------------------------------------------------------------------------
     def set_explanation(self, explanation: PairExplanation) -> None:
+        """Show ``explanation``: the hovered point goes; pins (image pixels) stay only if both
+        images keep their sizes."""
+        old = self.explanation
+        if old is not None and any(old.size(s) != explanation.size(s) for s in SIDES):
+            self.state.clear_pins()
         self.explanation = explanation
         self.geometry = {side: Geometry(explanation.size(side), display_size(explanation.size(side), self.canvas_size))
                          for side in SIDES}
         self.hovered, self.point_values = None, None
+        if self.state.hovered is not None:
+            self.state.hovered = None  # a point of the previous pair: panels must not keep showing it
         shown = [explanation.map(s).ravel() for s in SIDES if explanation.has_map(s)]
         both = np.concatenate(shown)[None] if shown else np.zeros((1, 1), np.float32)
         _, lo, hi = normalize_map(both, mode=self.overall_mode)
@@ -117,11 +125,8 @@ class HoverLogic:
         side, row, col = self.check_pixel(side, row, col)
         if not self.has_point_maps:
             return None
-        reading = reading or self.reading
         with single_thread_blas():
-            if side == "query":
-                return self.explanation.from_query(row, col, reading=reading)
-            return self.explanation.from_reference(row, col, reading=reading)
+            return self.explanation.point_map(side, row, col, reading=reading or self.reading)
 
     def contribution(self, side: str, row: float, col: float) -> float:
         """What image point (row, col) adds to the score: the sum of its row of D (the overall

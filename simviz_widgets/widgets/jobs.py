@@ -24,8 +24,10 @@ two jobs never share one.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any, Callable
 
@@ -120,6 +122,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        _RUNNERS.add(self)
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -150,7 +153,7 @@ class JobRunner:
         ``ExplanationCancelled`` carrying a partial result) without being superseded,
         ``on_post(payload)`` for each :meth:`Job.post`."""
         if self._closed:
-            raise RuntimeError("this widget is closed; it runs no more jobs")
+            raise RuntimeError("this job runner is closed (its widget or session was closed); it runs no more jobs")
         self.cancel()
         model = self.copies.acquire() if needs_model else None  # in this (the kernel's) thread
         self._token += 1
@@ -254,6 +257,24 @@ class JobRunner:
                 self.copies.release(job.model)
             job.done.set()
         self._post(job, kind, value)
+
+
+#: Every runner, so that worker threads are stopped and joined when the interpreter exits: a
+#: daemon thread still inside torch at exit aborts the process ("terminate called without an
+#: active exception").
+_RUNNERS: "weakref.WeakSet[JobRunner]" = weakref.WeakSet()
+EXIT_JOIN_TIMEOUT_S = 60.0
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    runners = list(_RUNNERS)
+    for runner in runners:
+        runner.close()
+    deadline = time.monotonic() + EXIT_JOIN_TIMEOUT_S
+    for runner in runners:
+        for thread in list(runner._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _is_cancellation(error: BaseException) -> bool:

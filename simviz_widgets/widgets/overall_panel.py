@@ -35,11 +35,9 @@ from ._canvas import (
     check_explanation,
     check_size,
     check_state,
+    close_multicanvas,
     close_tree,
     display_size,
-    draw_crosshair,
-    draw_label,
-    draw_pin,
     nearest_cell,
     overlay_rgba,
     passive_canvas,
@@ -60,6 +58,7 @@ from ._charts import (
     split_note,
     wrap_text,
 )
+from .markers import draw_crosshair, draw_label, draw_pin
 from .state import HoverState
 
 __all__ = ["OverallPanel", "colorbar_ticks"]
@@ -69,6 +68,7 @@ CURVE_COLOURS = SIDE_COLOURS
 COLORBAR_WIDTH = 14
 COLORBAR_TEXT = 62
 CHART_WIDTH = 420
+LAYERS = 3  # photo, overlay, markers
 CHART_LEGEND_CLASS = "simviz-split-legend"
 NOTE_CLASS = "simviz-split-note"
 
@@ -93,6 +93,8 @@ class OverallPanel(widgets.VBox):
     drawn on each side without a map.
     """
 
+    _closed = True  # until built: close() (also called by ipywidgets on __del__) has nothing to free
+
     explanation = traitlets.Instance(PairExplanation, allow_none=True)
     cmap = traitlets.Unicode(None, allow_none=True)
     alpha = traitlets.Float(DEFAULT_ALPHA)
@@ -110,7 +112,7 @@ class OverallPanel(widgets.VBox):
         self.colorbar_labels: list[tuple[float, float, str]] = []
         self.na_lines: dict[str, list[str]] = {side: [] for side in SIDES}
 
-        self.canvases = {side: MultiCanvas(3, width=size, height=size) for side in SIDES}
+        self.canvases = {side: MultiCanvas(LAYERS, width=size, height=size) for side in SIDES}
         self.query_canvas, self.reference_canvas = (self.canvases[s] for s in SIDES)
         for side, canvas in self.canvases.items():
             canvas.add_class(f"simviz-panel-{side}-canvas")
@@ -194,15 +196,14 @@ class OverallPanel(widgets.VBox):
 
     def close(self) -> None:
         """Close the panel and everything in it, and stop following the shared state."""
-        if getattr(self, "_closed", True):  # already closed (ipywidgets also closes on __del__)
+        if self._closed:
             return
         self._closed = True
         self.state.unobserve(self._on_hover_change, "hovered")
         self.state.unobserve(self._on_pins_change, "pins")
         close_figure(self.chart)
-        for canvas in self.canvases.values():  # a MultiCanvas does not close its layers
-            for layer in getattr(canvas, "_canvases", ()):
-                layer.close()
+        for canvas in self.canvases.values():
+            close_multicanvas(canvas, LAYERS)
         for child in self.children:
             close_tree(child)
         super().close()

@@ -155,17 +155,10 @@ class PairViewer(widgets.VBox):
     # ------------------------------------------------------------------------------------------
     # traits
 
-    @traitlets.validate("cmap")
-    def _validate_cmap(self, proposal):
-        return check_cmap(proposal["value"])
-
-    @traitlets.validate("alpha")
-    def _validate_alpha(self, proposal):
-        return check_alpha(proposal["value"])
-
-    @traitlets.validate("explanation")
-    def _validate_explanation(self, proposal):
-        return check_explanation(proposal["value"])
+    @traitlets.validate("cmap", "alpha", "explanation")
+    def _validate_look(self, proposal):
+        check = {"cmap": check_cmap, "alpha": check_alpha, "explanation": check_explanation}[proposal["trait"].name]
+        return check(proposal["value"])
 
     # ------------------------------------------------------------------------------------------
     # public API (state lives in self.session and self.logic)
@@ -216,9 +209,10 @@ class PairViewer(widgets.VBox):
         """(side, row, col) where the hovered point's map peaks on the other image, or None."""
         return self.logic.peak
 
-    def set_explanation(self, explanation: PairExplanation) -> None:
-        """Show another explanation (cancels a background job). Pins stay if both images keep their sizes."""
-        self.session.set_explanation(check_explanation(explanation))
+    def set_explanation(self, explanation: PairExplanation, *, inputs: tuple | None = None) -> None:
+        """Show another explanation (cancels a background job). Pins stay if both images keep their
+        sizes. ``inputs``: the (query, reference) images it explains (see ExplanationSession)."""
+        self.session.set_explanation(check_explanation(explanation), inputs=inputs)
 
     def set_pair(self, query, reference) -> None:
         """Explain a new pair with the chosen method (pins are cleared). Never blocks on a slow
@@ -283,6 +277,7 @@ class PairViewer(widgets.VBox):
         self.state.unobserve(self._on_pins_change, "pins")
         for event in self._events:
             event.close()
+        self.drawing.close()
         for child in self.children:
             close_tree(child)
         super().close()
@@ -323,12 +318,10 @@ class PairViewer(widgets.VBox):
         self.explanation = change["new"]
 
     def _on_explanation_trait(self, change) -> None:
-        exp, old = change["new"], change["old"]
+        exp = change["new"]
         if exp is not self.session.explanation:  # set directly on the trait: same as set_explanation
             self.session.set_explanation(exp)
             return
-        if old is not None and (old.size("query"), old.size("reference")) != (exp.size("query"), exp.size("reference")):
-            self.state.clear_pins()  # pins are image pixels: they stay only while the sizes do
         self.logic.set_explanation(exp)
         self.drawing.set_explanation()
         self._sync_menu()
@@ -396,13 +389,15 @@ class PairViewer(widgets.VBox):
         options.update(kwargs)
         return self.explanation.to_figure(**options)
 
-    def _static_png(self) -> bytes:
+    def to_png(self) -> bytes:
+        """Both photos with their overall maps and pins as one PNG (what a notebook without the
+        widget front-end shows)."""
         return self.drawing.static_png()
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs) or {}
         # Saved notebooks opened without a kernel show the PNG where the widget cannot render.
-        bundle["image/png"] = base64.b64encode(self._static_png()).decode("ascii")
+        bundle["image/png"] = base64.b64encode(self.to_png()).decode("ascii")
         return bundle
 
 

@@ -17,12 +17,15 @@ or None), ``status`` (what is going on, or an error, as plain text), ``progress`
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import traitlets
 
 from ..adapters import SimilarityModel
 from ..adapters.copies import ModelCopies
 from ..explain import explain, get_method, list_methods
-from ..explain.base import PairExplanation
+from ..explain.base import SIDES, PairExplanation
 from .jobs import JobRunner
 
 __all__ = ["ExplanationSession", "FAST_DEFAULT"]
@@ -114,18 +117,27 @@ class ExplanationSession(traitlets.HasTraits):
                 f"method {method!r} needs a model, and this viewer has none (it was made from an "
                 "explanation); call set_model(model) first"
             )
-        self.runner.cancel()
+        self.cancel()  # first, so that a failure below leaves a consistent state (nothing computing)
         if cls.slow:
             self._start(method)
         else:
             self._show(explain(self._model, *self.inputs, method=method))
 
-    def set_explanation(self, explanation: PairExplanation) -> None:
-        """Show ``explanation`` (cancels any background job)."""
+    def set_explanation(self, explanation: PairExplanation, *, inputs: tuple | None = None) -> None:
+        """Show ``explanation`` (cancels any background job). ``inputs``: the (query, reference)
+        images it explains, as given to the model; without them, the current inputs stay if the
+        explanation shows the same display images, else its display images become the inputs
+        (so a later method or model never brings back the previous pair)."""
         self._check_open()
         if not isinstance(explanation, PairExplanation):
             raise TypeError(f"explanation is a {type(explanation).__name__}; expected a PairExplanation")
-        self.runner.cancel()
+        if inputs is not None and (not isinstance(inputs, tuple) or len(inputs) != 2):
+            raise TypeError(f"inputs is {type(inputs).__name__}; expected a (query, reference) tuple")
+        self.cancel()
+        if inputs is not None:
+            self._inputs = inputs
+        elif not all(np.array_equal(explanation.image(s), self.explanation.image(s)) for s in SIDES):
+            self._inputs = None
         self._show(explanation)
 
     def set_pair(self, query, reference) -> None:
@@ -161,18 +173,22 @@ class ExplanationSession(traitlets.HasTraits):
         return self.runner.wait(timeout)
 
     def close(self) -> None:
+        """Cancel the background job and drop the model copies (a running thread ends at its next
+        batch; its copy is freed then)."""
         self._closed = True
         self.runner.close()
+        if self._copies is not None:
+            self._copies.close()
 
     # -- internals ---------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this viewer is closed; make a new one")
+            raise RuntimeError("this viewer's session is closed; make a new viewer")
 
     def _restart(self, model: SimilarityModel, inputs: tuple) -> None:
         method = self.recompute_method
         cls = get_method(method)  # before running anything
-        self.runner.cancel()
+        self.cancel()
         first = explain(model, *inputs, method=FAST_DEFAULT if cls.slow else method)
         if model is not self._model:
             self._model, self._copies = model, None
@@ -197,9 +213,25 @@ class ExplanationSession(traitlets.HasTraits):
         explainer_cls = get_method(method)
 
         def work(job):
-            options = {"show_progress": False, "cancel": job.cancel_event}
-            options = {k: v for k, v in options.items() if k in explainer_cls.options}
-            return explain(job.model, query, reference, method=method, **options)
+            model = job.model
+            q, r = model.prepare(query, name="query"), model.prepare(reference, name="reference")
+            passes = explainer_cls().passes(tuple(q.tensor.shape[-2:]), tuple(r.tensor.shape[-2:]))
+            batches = math.ceil(passes / explainer_cls().config.get("batch_size", 1)) if passes else None
+            started = [0]
+
+            def stop() -> bool:  # called by the method before each batch: progress, then cancel
+                if batches:
+                    job.report(min(1.0, started[0] / batches))
+                started[0] += 1
+                return job.cancelled
+
+            options = {k: v for k, v in (("show_progress", False), ("cancel", stop)) if k in explainer_cls.options}
+            return explainer_cls(**options)(model, q, r)
+
+        def progressed(fraction, _text):
+            self.progress = fraction
+            self.status = (f"computing {method} in the background ({100 * fraction:.0f} %); the "
+                           f"{self.explanation.method} maps stay until it is done (choose another method to cancel)")
 
         def failed(error):
             with self.hold_trait_notifications():
@@ -209,7 +241,7 @@ class ExplanationSession(traitlets.HasTraits):
 
         try:
             self.runner.start(work, on_result=self._show, on_error=failed, on_cancelled=failed,
-                              needs_model=True, name=method)
+                              on_progress=progressed, needs_model=True, name=method)
         except Exception as error:  # noqa: BLE001 - e.g. a module that cannot be copied: said, not hidden
             failed(error)
             return

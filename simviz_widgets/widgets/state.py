@@ -17,11 +17,12 @@ from typing import NamedTuple
 
 import traitlets
 
+from ..explain.base import SIDES
 from ..render.figure import POINT_COLOURS
 
 __all__ = ["HoverState", "Pin", "PIN_COLOURS", "SOURCES"]
 
-SOURCES = ("query", "reference")
+SOURCES = SIDES  # one vocabulary: explain.base.SIDES
 # The static figure numbers its points with these colours; pins use the same ones, so a pinned
 # viewer and its figure agree. One colour per pin keeps pins distinct: their count is capped.
 PIN_COLOURS = tuple(POINT_COLOURS)

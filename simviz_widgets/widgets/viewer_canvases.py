@@ -19,16 +19,18 @@ from ipyevents import Event
 
 from ..explain.base import SIDES, other_side
 from ._canvas import (
-    batched_drawing, canvas_style, composite_png, draw_crosshair, draw_label, draw_match, draw_peak, draw_pin, event_pad,
-    overlay_rgba, photo_rgba, pixel_to_canvas, resize_event_pad,
+    batched_drawing, canvas_style, close_multicanvas, composite_png, event_pad, overlay_rgba, photo_rgba,
+    pixel_to_canvas, resize_event_pad,
 )
 from ._charts import NA_FONT_PX, missing_map_label, wrap_text
 from .colorbar import COLORBAR_CLASS, colorbar_html
 from .hover import HoverLogic
+from .markers import draw_crosshair, draw_label, draw_match, draw_peak, draw_pin
 
 __all__ = ["PairCanvases", "PHOTO", "OVERLAY", "CURSOR"]
 
 PHOTO, OVERLAY, CURSOR = 0, 1, 2
+LAYERS = 3
 
 
 class PairCanvases:
@@ -48,7 +50,7 @@ class PairCanvases:
         self.pads: dict[str, widgets.Box] = {}
         for side in SIDES:
             rows, cols = logic.geometry[side].canvas
-            canvas = MultiCanvas(3, width=cols, height=rows)
+            canvas = MultiCanvas(LAYERS, width=cols, height=rows)
             canvas[PHOTO].image_smoothing_enabled = False  # the photo is drawn 1:1; never blur it
             canvas[OVERLAY].image_smoothing_enabled = True  # small maps are scaled up smoothly
             canvas.add_class(f"simviz-{side}-canvas")
@@ -92,6 +94,13 @@ class PairCanvases:
             events.extend((moves, others))
             self.canvases[side].on_client_ready(self.redraw)
         return events
+
+    def close(self) -> None:
+        """Close the canvases with their layers, the pads and the colour bar."""
+        for side in SIDES:
+            close_multicanvas(self.canvases[side], LAYERS)
+            self.pads[side].close()
+        self.colorbar.close()
 
     # -- whole views -------------------------------------------------------------------------------
     def redraw(self) -> None:

@@ -180,3 +180,34 @@ def test_hover_to_paint_latency(viewer_notebook, tmp_path, record_property):
         f"{report['kernel_websocket']} kernel websocket; "
         f"load average {report['load_average_1min']}); written to {path}"
     )
+
+
+def _poll_kernel(notebook, expression: str, expected, timeout_s: float = 120.0):
+    """Evaluate `expression` in the kernel until it equals `expected` (each evaluation is a new
+    execute request, so the kernel's event loop turns between them, as it does for a user)."""
+    deadline = time.monotonic() + timeout_s
+    value = None
+    while time.monotonic() < deadline:
+        value = notebook.kernel_eval(expression)
+        if value == expected:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{expression} is {value!r} after {timeout_s} s; expected {expected!r}")
+
+
+def test_slow_method_chosen_in_the_menu_lands_without_wait(viewer_notebook):
+    """A menu choice arrives as a comm message; its background job's result must be applied on the
+    kernel's event loop by itself (nobody calls viewer.wait() in a live notebook), and a later
+    choice must win over an earlier slow one."""
+    notebook = viewer_notebook
+    menu = notebook.page.locator(".simviz-pair-viewer select").first
+    menu.select_option("sliding_window")
+    _poll_kernel(notebook, "[viewer.explanation.method, viewer.computing]", ["sliding_window", None])
+    assert notebook.kernel_eval("viewer.method_dropdown.value") == "sliding_window"
+
+    menu.select_option("rise")  # thousands of passes: still running when the next choice comes
+    _poll_kernel(notebook, "viewer.computing", "rise", timeout_s=30)
+    menu.select_option("gradcam")
+    _poll_kernel(notebook, "[viewer.explanation.method, viewer.computing]", ["gradcam", None], timeout_s=60)
+    assert notebook.kernel_eval("viewer.session.runner.join_all(60)") is True  # the cancelled RISE thread ended
+    assert notebook.kernel_eval("[viewer.explanation.method, viewer.method_dropdown.value]") == ["gradcam", "gradcam"]

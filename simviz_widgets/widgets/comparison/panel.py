@@ -52,6 +52,8 @@ class MethodComparisonPanel(widgets.VBox):
     Observable traits: ``selected`` (the method shown in the viewer, or None), ``cmap``, ``alpha``.
     """
 
+    _closed = True  # until built: close() (also called by ipywidgets on __del__) has nothing to free
+
     selected = traitlets.Unicode(None, allow_none=True)
     cmap = traitlets.Unicode(None, allow_none=True)
     alpha = traitlets.Float(DEFAULT_ALPHA)
@@ -268,7 +270,7 @@ class MethodComparisonPanel(widgets.VBox):
 
     def close(self) -> None:
         """Cancel the background work and close the panel and everything in it."""
-        if getattr(self, "_closed", True):
+        if self._closed:
             return
         self._closed = True
         self._unsubscribe()

@@ -1,22 +1,16 @@
 """``ComparisonSession``: every explanation method on one pair, with runtimes and metric scores,
-computed in the background — without any widget, so scripts can use it as it is.
+computed in the background — without any widget, so scripts can use it as it is::
 
     session = ComparisonSession(model, query, reference, methods=[...], metrics=[...])
     session.wait()
     session.scores  # {method: {metric: value, "runtime_s": seconds}}
 
-Fast methods are explained in the calling thread when a pair is set (a second or two, with the
-model itself); everything else — the metrics and the slow methods (``get_method(name).slow``:
-RISE, sliding window) — runs as one job of a :class:`~simviz_widgets.widgets.jobs.JobRunner`, on
-a private copy of the model from a :class:`~simviz_widgets.adapters.copies.ModelCopies` pool.
-Results are cached per (model, pair, method, options), so coming back to a pair, or running again
-after a cancel, recomputes nothing already done.
-
-The worker never touches the session: it posts each explanation and score as it is ready, and
-the session applies them on the kernel's event loop (in :meth:`wait` / :meth:`deliver` without
-one), only while the job is current — a new pair or model supersedes it, and whatever it still
-produces is dropped. Views subscribe (:meth:`subscribe`) and are told what changed
-(:class:`SessionEvent`), always in the kernel's thread.
+Fast methods are explained in the calling thread when a pair is set; the metrics and the slow
+methods (``get_method(name).slow``) run as one job of a :class:`~simviz_widgets.widgets.jobs.JobRunner`
+on a private model copy. Results are cached per (model, pair, method, options). The worker posts
+each result as it is ready; the session applies it on the kernel's event loop (in :meth:`wait` /
+:meth:`deliver` without one) only while the job is current, and tells its listeners
+(:meth:`subscribe`, :class:`SessionEvent`), always in the kernel's thread.
 """
 
 from __future__ import annotations
@@ -73,6 +67,7 @@ class ComparisonSession:
         self._metric_specs = metrics
         self.background = background
         self.cache = cache if cache is not None else ResultCache()
+        self._own_copies = copies is None  # a pool we made is ours to close
         self.runner = JobRunner(copies=copies if copies is not None else ModelCopies(model),
                                 name="simviz-comparison")
         self.pair: ComparisonPair | None = None
@@ -189,22 +184,24 @@ class ComparisonSession:
         reference pixels of the input images; both are carried to display pixels through the
         model's resize and crop. ``explain_fast_here``: explain the fast methods now, in this
         thread (False: in the background too, e.g. from a widget callback)."""
+        self._check_open()
         self._set(self._model, query, reference, (query_mask, reference_mask, mapping), explain_fast_here)
 
     def set_model(self, model, *, inputs: tuple | None = None, explain_fast_here: bool = True) -> None:
         """Compare the methods for another model, on the same pair (its ground truth kept), or on
         ``inputs`` = (query, reference) if given (without ground truth)."""
+        self._check_open()
         model = _check_model(model)
-        if model is not self._model:
-            self.runner.copies = ModelCopies(model)
-        self._model = model
         if inputs is not None:
             self._set(model, inputs[0], inputs[1], (None, None, None), explain_fast_here)
         elif self.pair is not None:
             self._set(model, *self.pair.inputs, self.pair.truth_inputs, explain_fast_here)
+        else:
+            self._adopt_model(model)
 
     def run(self, *, explain_fast_here: bool = False) -> None:
         """Compute whatever is missing on the current pair (after a cancel or a failure)."""
+        self._check_open()
         if self.pair is None:
             raise ValueError("no pair yet; call set_pair(query, reference) first")
         self._start(explain_fast_here)
@@ -235,7 +232,21 @@ class ComparisonSession:
             return
         self._closed = True
         self.runner.close()
+        if self._own_copies:
+            self.runner.copies.close()
         self._listeners.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this comparison session is closed; make a new one")
+
+    def _adopt_model(self, model) -> None:
+        """Make ``model`` the session's (its own pool of copies for the worker)."""
+        if model is not self._model:
+            if self._own_copies:
+                self.runner.copies.close()
+            self.runner.copies, self._own_copies = ModelCopies(model), True
+        self._model = model
 
     # -- pair and job ----------------------------------------------------------------------
     def _set(self, model, query, reference, truth, explain_fast_here: bool) -> None:
@@ -247,6 +258,7 @@ class ComparisonSession:
         have = {"model"} | ({"mask"} if pair.has_mask else set()) | ({"mapping"} if pair.has_mapping else set())
         metrics = build_metrics(specs, have=have, where="the pair", hint=True)
         self.runner.cancel()  # supersede: nothing of an older pair's job is applied from now on
+        self._adopt_model(model)  # only now that the pair and metrics are good: key and model agree
         self.pair, self.metrics = pair, metrics
         self.results = {name: MethodResult(name, bool(get_method(name).slow)) for name in self._methods}
         self.tasks = []
@@ -355,8 +367,8 @@ class ComparisonSession:
 
     def _on_progress(self, fraction, method: str) -> None:
         result = self.results.get(method)
-        if result is None or fraction is None or result.status != "running":
-            return
+        if result is None or fraction is None or result.status != "running" or self.status.state == "cancelling":
+            return  # after a cancel, the job's last reports must not hide "cancelling…"
         result.progress = float(fraction)
         index = next((k for k, task in enumerate(self.tasks) if task == ("explain", method)), None)
         self._emit("result", method)
