@@ -9,14 +9,11 @@ a selected row that stands out while every other row fades, a title and labels t
 
 from __future__ import annotations
 
-import io
 import re
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from ipycanvas import canvas as ipycanvas_canvas
-from PIL import Image
 
 from simviz_widgets.attributes.ranking import COMPONENTS as RANKING_COMPONENTS
 from simviz_widgets.attributes.ranking import AttributeRanking, AttributeScore
@@ -26,50 +23,10 @@ from simviz_widgets.widgets._canvas import photo_rgba
 from simviz_widgets.widgets.attribute_panel import ROW_PX, AttributePanel
 from simviz_widgets.widgets.overall_panel import OVERLAY, PHOTO, OverallPanel
 
-NAMES = {code: name for name, code in ipycanvas_canvas.COMMANDS.items()}
 
 
 # ------------------------------------------------------------------------------------------------
 # helpers
-
-
-class Commands:
-    """Every draw command sent to any canvas (image buffers decoded to RGBA arrays)."""
-
-    def __init__(self):
-        self.calls = []
-
-    def clear(self):
-        self.calls.clear()
-
-    def on(self, layer):
-        return [c for c in self.calls if c["canvas"] is layer]
-
-    def names(self, layer):
-        return [c["name"] for c in self.on(layer)]
-
-    def texts(self, layer):
-        return [c["args"][0] for c in self.on(layer) if c["name"] == "fillText"]
-
-    def images(self, layer):
-        return [c["image"] for c in self.on(layer) if c["name"] == "putImageData"]
-
-
-@pytest.fixture
-def commands(monkeypatch):
-    manager = ipycanvas_canvas._CANVAS_MANAGER
-    original = manager.send_draw_command
-    recorder = Commands()
-
-    def record(canvas, name, args=(), buffers=()):
-        entry = {"canvas": canvas, "name": NAMES[name], "args": list(args)}
-        if entry["name"] == "putImageData":
-            entry["image"] = np.array(Image.open(io.BytesIO(bytes(buffers[0]))))
-        recorder.calls.append(entry)
-        return original(canvas, name, args, buffers)
-
-    monkeypatch.setattr(manager, "send_draw_command", record)
-    return recorder
 
 
 def _photos(seed=0):
@@ -290,7 +247,7 @@ def test_missing_reference_map_draws_the_plain_photo_labelled_na(commands):
     panel = OverallPanel(exp, size=160)
     reference, query = panel.reference_canvas, panel.query_canvas
     # The photo layer holds the untouched photo; nothing coloured lies over it, only the label.
-    assert np.array_equal(commands.images(reference[PHOTO])[-1],
+    assert np.array_equal(commands.last_image(reference[PHOTO]),
                           photo_rgba(exp.reference, (int(reference.height), int(reference.width))))
     assert commands.images(reference[OVERLAY]) == []
     assert " ".join(commands.texts(reference[OVERLAY])) == "n/a \u2014 rise has no reference map"

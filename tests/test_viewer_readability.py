@@ -23,20 +23,20 @@ def explanation():
 
 def test_colour_bar_says_what_the_values_mean_at_rest_and_while_hovering(explanation):
     v = PairViewer.from_explanation(explanation, size=320)
-    assert "simviz-colorbar" in v.colorbar._dom_classes and GRADIENT_CLASS in v.colorbar.value
-    assert gradient_css("RdBu_r") in v.colorbar.value  # the overall maps' diverging colormap
+    assert "simviz-colorbar" in v.colorbar._dom_classes and GRADIENT_CLASS in v.colorbar.text
+    assert gradient_css("RdBu_r") in v.colorbar.text  # the overall maps' diverging colormap
     limit = float(np.abs(np.concatenate([explanation.query_map.ravel(), explanation.reference_map.ravel()])).max())
-    assert f"{limit:.3g}" in v.colorbar.value and "−" + f"{limit:.3g}" in v.colorbar.value
+    assert f"{limit:.3g}" in v.colorbar.text and "−" + f"{limit:.3g}" in v.colorbar.text
     move(v, "query", 100, 50)
     values = v.logic.point_values
-    assert "what each cell adds to the score" in v.colorbar.value
-    assert f"{float(np.abs(values).max()):.3g}" in v.colorbar.value  # the hovered map's own scale
+    assert "what each cell adds to the score" in v.colorbar.text
+    assert f"{float(np.abs(values).max()):.3g}" in v.colorbar.text  # the hovered map's own scale
     v.reading = "correspondence"
     values = v.logic.point_values
-    assert gradient_css(CORRESPONDENCE_CMAP) in v.colorbar.value and "cosine" in v.colorbar.value
-    assert f"{float(values.min()):.3g}".replace("-", "−") in v.colorbar.value
+    assert gradient_css(CORRESPONDENCE_CMAP) in v.colorbar.text and "cosine" in v.colorbar.text
+    assert f"{float(values.min()):.3g}".replace("-", "−") in v.colorbar.text
     v._handle_event("query", {"type": "mouseleave"})
-    assert "overall map" in v.colorbar.value
+    assert "overall map" in v.colorbar.text
 
 
 def test_correspondence_uses_a_sequential_scale_over_its_own_range(explanation):
@@ -98,7 +98,7 @@ def test_a_side_without_a_map_says_na_instead_of_a_darkened_photo(explanation, c
     text = [c for c in commands.on(v.reference_canvas[1]) if c["name"] == "fillText"][-1]["args"][0]
     assert text.startswith("n/a") and "rise" in text
     assert commands.images(v.query_canvas[1])  # the query's map is there
-    assert "not a share of the score" in v.colorbar.value  # RISE's maps are relevance, not a decomposition
+    assert "not a share of the score" in v.colorbar.text  # RISE's maps are relevance, not a decomposition
     with pytest.raises(ValueError, match="missing_maps entry is 'ref'"):
         PairExplanation("rise", 0.0, explanation.query, explanation.reference, explanation.query_map,
                         explanation.reference_map, False, missing_maps=("ref",))

@@ -431,7 +431,7 @@ def test_reading_colormap_and_opacity_controls_redraw_the_hover(viewer, explanat
         return map_to_rgba(values, cmap=cmap, mode="minmax", alpha=alpha, alpha_from_value=True)
 
     assert np.array_equal(commands.last_image(layer), sequential(corr))
-    assert f"{corr.max():.3g}".replace("-", "−") in viewer.colorbar.value and "correspondence" in viewer.colorbar.value
+    assert f"{corr.max():.3g}".replace("-", "−") in viewer.colorbar.text and "correspondence" in viewer.colorbar.text
 
     viewer.cmap_dropdown.value = "magma"
     assert viewer.cmap == "magma"
@@ -626,7 +626,7 @@ def test_close_frees_every_widget_and_stops_following_the_state(explanation):
 
     explorer = PairExplorer.from_explanation(explanation)
     inner = [explorer.viewer.query_canvas, *(explorer.viewer.reference_canvas[k] for k in range(3)),
-             explorer.viewer.opacity_slider, explorer.viewer.colorbar, explorer.panel.chart, *explorer.viewer._events]
+             explorer.viewer.opacity_slider, explorer.viewer.colorbar.low, explorer.panel.chart, *explorer.viewer._events]
     ids = [w.model_id for w in inner]
     assert all(i in Widget.widgets for i in ids)
     state = explorer.state

@@ -53,6 +53,9 @@ class Commands:
     def images(self, layer):
         return [c for c in self.on(layer) if c["name"] == "putImageData"]
 
+    def texts(self, layer):
+        return [c["args"][0] for c in self.on(layer) if c["name"] == "fillText"]
+
     def last_image(self, layer) -> np.ndarray:
         images = self.images(layer)
         assert images, "no image was drawn on this layer"

@@ -1,10 +1,12 @@
-"""The viewer's colour bar as HTML: a CSS gradient of the colormap, its limits, and a caption
-saying what the values mean. Pure string building (tested without a browser).
+"""The viewer's colour bar: a caption saying what the values mean, the colormap as a CSS gradient,
+and its limits. Split into small widgets so that a hover, which changes only the limits, sends two
+short strings (the gradient is re-sent only when the colormap changes).
 
 >>> from simviz_widgets.widgets.hover import ColourScale
->>> html = colorbar_html(ColourScale("RdBu_r", "symmetric", -0.5, 0.5, "contribution"))
->>> "linear-gradient" in html, "−0.5" in html, ">0<" in html
-(True, True, True)
+>>> bar = ColourBar()
+>>> bar.show(ColourScale("RdBu_r", "symmetric", -0.5, 0.5, "contribution"))
+>>> "linear-gradient" in bar.text, bar.low.value, bar.middle.value
+(True, '−0.5', '0')
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from __future__ import annotations
 import html as html_lib
 from functools import lru_cache
 
+import ipywidgets as widgets
+
 from ..render import colormap_lut
 
-__all__ = ["colorbar_html", "gradient_css", "COLORBAR_CLASS", "GRADIENT_CLASS"]
+__all__ = ["ColourBar", "gradient_css", "COLORBAR_CLASS", "GRADIENT_CLASS"]
 
 COLORBAR_CLASS = "simviz-colorbar"
 GRADIENT_CLASS = "simviz-colorbar-gradient"
 STOPS = 17
+WIDTH_PX = 240
 
 
 @lru_cache(maxsize=64)
@@ -28,31 +33,48 @@ def gradient_css(cmap: str, stops: int = STOPS) -> str:
     lut = colormap_lut(cmap)
     parts = []
     for k in range(stops):
-        index = round(k * 255 / (stops - 1))
-        r, g, b = (int(v) for v in lut[index, :3])
+        r, g, b = (int(v) for v in lut[round(k * 255 / (stops - 1)), :3])
         parts.append(f"rgb({r},{g},{b}) {100 * k / (stops - 1):.1f}%")
     return "linear-gradient(to right, " + ", ".join(parts) + ")"
 
 
-def _number(value: float) -> str:
-    text = f"{value:.3g}"
-    return text.replace("-", "−")  # a real minus sign: readable at small sizes
+def format_limit(value: float) -> str:
+    return f"{value:.3g}".replace("-", "−")  # a real minus sign: readable at small sizes
 
 
-def colorbar_html(scale, *, width: int = 240) -> str:
-    """The colour bar of ``scale`` (a :class:`~simviz_widgets.widgets.hover.ColourScale`)."""
-    ticks = [_number(scale.lo), _number(scale.hi)]
-    middle = "<span style='position:absolute;left:50%;transform:translateX(-50%)'>0</span>" \
-        if scale.mode == "symmetric" else ""
-    return (
-        f"<div style='font-size:12px;line-height:1.3'>"
-        f"<div style='color:#333'>{html_lib.escape(scale.meaning)}</div>"
-        f"<div style='display:flex;align-items:center;gap:6px;margin-top:2px'>"
-        f"<span style='min-width:3.5em;text-align:right'>{ticks[0]}</span>"
-        f"<div style='position:relative;width:{width}px'>"
-        f"<div class='{GRADIENT_CLASS}' style='height:12px;border:1px solid #777;background:{gradient_css(scale.cmap)}'></div>"
-        f"<div style='position:relative;height:1.2em;color:#555'>{middle}</div></div>"
-        f"<span style='min-width:3.5em'>{ticks[1]}</span>"
-        f"<span style='color:#777'>({html_lib.escape(scale.cmap)})</span>"
-        f"</div></div>"
-    )
+class ColourBar(widgets.VBox):
+    """Caption, then ``low`` [gradient] ``high`` (``middle``: "0" under the centre of a symmetric
+    scale) and the colormap's name."""
+
+    def __init__(self):
+        small = {"font_size": "12px"}
+        self.caption = widgets.HTML(style=small)
+        self.low = widgets.Label(layout=widgets.Layout(min_width="4em", justify_content="flex-end"), style=small)
+        self.high = widgets.Label(layout=widgets.Layout(min_width="4em"), style=small)
+        self.gradient = widgets.HTML(layout=widgets.Layout(width=f"{WIDTH_PX}px"))
+        self.middle = widgets.Label(layout=widgets.Layout(width=f"{WIDTH_PX}px", justify_content="center",
+                                                          margin="-6px 0 0 0"), style=small)
+        self.name = widgets.Label(style=small)
+        bar = widgets.HBox([self.low, widgets.VBox([self.gradient, self.middle]), self.high, self.name],
+                           layout=widgets.Layout(align_items="flex-start"))
+        super().__init__([self.caption, bar])
+        self.add_class(COLORBAR_CLASS)
+        self._cmap = None
+
+    def show(self, scale) -> None:
+        """Show ``scale`` (a :class:`~simviz_widgets.widgets.hover.ColourScale`); unchanged parts
+        send nothing."""
+        if scale.cmap != self._cmap:
+            self._cmap = scale.cmap
+            self.gradient.value = (f"<div class='{GRADIENT_CLASS}' style='height:12px;margin-top:4px;"
+                                   f"border:1px solid #777;background:{gradient_css(scale.cmap)}'></div>")
+            self.name.value = f"({scale.cmap})"
+        self.caption.value = f"<span style='color:#333'>{html_lib.escape(scale.meaning)}</span>"
+        self.low.value, self.high.value = format_limit(scale.lo), format_limit(scale.hi)
+        self.middle.value = "0" if scale.mode == "symmetric" else ""
+
+    @property
+    def text(self) -> str:
+        """Everything the bar shows, as one string (for tests and logs)."""
+        return " ".join([self.caption.value, self.low.value, self.gradient.value, self.middle.value,
+                         self.high.value, self.name.value])

@@ -19,11 +19,11 @@ from ipyevents import Event
 
 from ..explain.base import SIDES, other_side
 from ._canvas import (
-    batched_drawing, canvas_style, close_multicanvas, composite_png, event_pad, overlay_rgba, photo_rgba,
+    batched_drawing, canvas_style, close_multicanvas, close_tree, composite_png, event_pad, overlay_rgba, photo_rgba,
     pixel_to_canvas, resize_event_pad,
 )
 from ._charts import NA_FONT_PX, missing_map_label, wrap_text
-from .colorbar import COLORBAR_CLASS, colorbar_html
+from .colorbar import ColourBar
 from .hover import HoverLogic
 from .markers import draw_crosshair, draw_label, draw_match, draw_peak, draw_pin
 
@@ -56,8 +56,7 @@ class PairCanvases:
             canvas.add_class(f"simviz-{side}-canvas")
             self.canvases[side] = canvas
             self.pads[side] = event_pad(canvas, (rows, cols), f"simviz-{side}-pad")
-        self.colorbar = widgets.HTML(layout=widgets.Layout(min_height="3em"))
-        self.colorbar.add_class(COLORBAR_CLASS)
+        self.colorbar = ColourBar()
         self.photos: dict[str, np.ndarray] = {}
 
     def set_explanation(self) -> None:
@@ -100,7 +99,7 @@ class PairCanvases:
         for side in SIDES:
             close_multicanvas(self.canvases[side], LAYERS)
             self.pads[side].close()
-        self.colorbar.close()
+        close_tree(self.colorbar)
 
     # -- whole views -------------------------------------------------------------------------------
     def redraw(self) -> None:
@@ -113,14 +112,14 @@ class PairCanvases:
 
     def redraw_maps(self) -> None:
         hovered, values = self.logic.hovered, self.logic.point_values
+        scale = self.logic.scale()
         with batched_drawing():
             for side in SIDES:
                 if hovered is not None and hovered[0] == other_side(side) and values is not None:
-                    self.draw_map(side, values, point=True)
+                    scale = self.draw_map(side, values, point=True)
                 else:
                     self.draw_rest(side)
-        if hovered is None or values is None:
-            self.show_colorbar(self.logic.scale())
+        self.colorbar.show(scale)
 
     def draw_hover(self, previous) -> None:
         """After the logic moved the hover (``previous``: the hovered point before)."""
@@ -130,15 +129,16 @@ class PairCanvases:
             if previous is not None and previous[0] != side:
                 self.draw_rest(side)  # moved straight to the other image (its leave lost or late)
                 self.draw_cursor(previous[0])
-            if values is not None:
-                self.draw_map(other_side(side), values, point=True)
+            scale = None if values is None else self.draw_map(other_side(side), values, point=True)
             self.draw_cursor(side)
+        if scale is not None:  # after the canvases' message: the map is what the eye waits for
+            self.colorbar.show(scale)
 
     def draw_leave(self, side: str) -> None:
         with batched_drawing():
             self.draw_rest(other_side(side))
             self.draw_cursor(side)
-        self.show_colorbar(self.logic.scale())
+        self.colorbar.show(self.logic.scale())
 
     def draw_cursors(self) -> None:
         with batched_drawing():
@@ -160,9 +160,9 @@ class PairCanvases:
         else:
             layer.clear()
 
-    def draw_map(self, side: str, values: np.ndarray, *, point: bool) -> None:
+    def draw_map(self, side: str, values: np.ndarray, *, point: bool):
         """Colour ``values`` (opacity following strength) over ``side``'s photo; a point map also
-        gets its peak marker and sets the colour bar."""
+        gets its peak marker. Returns the colour scale used (for the colour bar)."""
         scale = self.logic.scale(values, point=point)
         geometry = self.logic.geometry[side]
         rgba = overlay_rgba(values, cmap=scale.cmap, mode=scale.mode, alpha=self.alpha, canvas_size=geometry.canvas,
@@ -175,13 +175,9 @@ class PairCanvases:
             layer.set_transform(canvas_cols / cols, 0, 0, canvas_rows / rows, 0, 0)
         layer.put_image_data(rgba, 0, 0)
         layer.reset_transform()
-        if point:
-            if self.show_peak:
-                draw_peak(layer, *pixel_to_canvas(*self.logic.peak_of(side, values), geometry.canvas, geometry.image))
-            self.show_colorbar(scale)
-
-    def show_colorbar(self, scale) -> None:
-        self.colorbar.value = colorbar_html(scale)
+        if point and self.show_peak:
+            draw_peak(layer, *pixel_to_canvas(*self.logic.peak_of(side, values), geometry.canvas, geometry.image))
+        return scale
 
     def draw_cursor(self, side: str) -> None:
         layer = self.canvases[side][CURSOR]
