@@ -99,6 +99,7 @@ def test_a_side_without_a_map_says_na_instead_of_a_darkened_photo(explanation, c
     assert text.startswith("n/a") and "rise" in text
     assert commands.images(v.query_canvas[1])  # the query's map is there
     assert "not a share of the score" in v.colorbar.text  # RISE's maps are relevance, not a decomposition
+    assert v.reading_toggle.disabled  # no point maps: nothing to read either way
     with pytest.raises(ValueError, match="missing_maps entry is 'ref'"):
         PairExplanation("rise", 0.0, explanation.query, explanation.reference, explanation.query_map,
                         explanation.reference_map, False, missing_maps=("ref",))

@@ -325,6 +325,7 @@ class PairViewer(widgets.VBox):
         self.logic.set_explanation(exp)
         self.drawing.set_explanation()
         self._sync_menu()
+        self.controls.show_readings(exp.point_to_point is not None)
         self.score_label.value = self.logic.score_html()
         self.status_label.value = ""
         self.pin_list.value = self.logic.pins_html()

@@ -33,7 +33,7 @@ class ViewerControls:
         self.overall_toggle = widgets.ToggleButton(value=True, description="overall map", icon="map",
                                                    tooltip="show each image's overall map while not hovering the other")
         self.reading_toggle = widgets.ToggleButtons(
-            options=list(READINGS), value=reading, style={"button_width": "110px"},
+            options=list(READINGS), value=reading, style={"button_width": "130px"},
             tooltips=["D(point, cell): what each pair of positions adds to the score",
                       "cosine of the positions' contributions: where the thing at the point is"])
         self.clear_pins_button = widgets.Button(description="clear pins", icon="times")
@@ -59,6 +59,10 @@ class ViewerControls:
                 self.method_dropdown.options = options
             self.method_dropdown.value = chosen
             self.method_dropdown.disabled = not has_model
+
+    def show_readings(self, available: bool) -> None:
+        """The reading buttons only where the explanation has point maps to read."""
+        self.reading_toggle.disabled = not available
 
     def show_cmap(self, cmap: str | None) -> None:
         label = DEFAULT_CMAP_LABEL if cmap is None else cmap
