@@ -76,6 +76,7 @@ class HoverLogic:
         self.cmap = cmap
         self.hovered: tuple[str, float, float] | None = None
         self.point_values: np.ndarray | None = None  # the map the hovered point draws (or None)
+        self.peak: tuple[str, float, float] | None = None  # (side, row, col) where that map peaks
         self._latest_stamp = {side: -math.inf for side in SIDES}
         self._pending: dict[str, Mapping] = {}
         self.explanation: PairExplanation | None = None
@@ -89,6 +90,7 @@ class HoverLogic:
         if old is not None and any(old.size(s) != explanation.size(s) for s in SIDES):
             self.state.clear_pins()
         self.explanation = explanation
+        self.peak = None
         self.geometry = {side: Geometry(explanation.size(side), display_size(explanation.size(side), self.canvas_size))
                          for side in SIDES}
         self.hovered, self.point_values = None, None
@@ -143,13 +145,13 @@ class HoverLogic:
         cell = np.unravel_index(int(np.argmax(values)), values.shape)
         return cell_centre_pixels(cell[0], cell[1], values.shape, self.geometry[side].image)
 
-    @property
-    def peak(self) -> tuple[str, float, float] | None:
-        """(side, row, col): where the hovered point's map peaks on the other image, or None."""
-        if self.hovered is None or self.point_values is None:
-            return None
-        side = other_side(self.hovered[0])
-        return (side, *self.peak_of(side, self.point_values))
+    def _set_point(self, values: np.ndarray | None) -> None:
+        """The hovered point's map and its peak (computed once per hover: drawn and named)."""
+        self.point_values = values
+        self.peak = None
+        if values is not None:
+            side = other_side(self.hovered[0])
+            self.peak = (side, *self.peak_of(side, values))
 
     def best_match(self, pin: Pin) -> tuple[float, float] | None:
         """Display pixel (row, col) on the other image where the pin's map peaks."""
@@ -239,18 +241,18 @@ class HoverLogic:
     def hover(self, side: str, row: float, col: float) -> np.ndarray | None:
         side, row, col = self.check_pixel(side, row, col)
         self.hovered = (side, row, col)
-        self.point_values = self.point_map(side, row, col)
+        self._set_point(self.point_map(side, row, col))
         self.state.hovered = self.hovered
         return self.point_values
 
     def leave(self) -> None:
-        self.hovered, self.point_values = None, None
+        self.hovered, self.point_values, self.peak = None, None, None
         self.state.hovered = None
 
     def refresh_point(self) -> None:
         """Recompute the hovered point's map (after a change of reading)."""
         if self.hovered is not None:
-            self.point_values = self.point_map(*self.hovered)
+            self._set_point(self.point_map(*self.hovered))
 
     # -- text --------------------------------------------------------------------------------------
     def status_text(self) -> str:

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import math
 import threading
 import time
 import weakref
 from collections import deque
 from typing import Any, Callable
 
-__all__ = ["Job", "JobRunner", "JobCancelled"]
+__all__ = ["Job", "JobRunner", "JobCancelled", "explain_in_job"]
 
 
 class JobCancelled(Exception):
@@ -257,6 +258,32 @@ class JobRunner:
                 self.copies.release(job.model)
             job.done.set()
         self._post(job, kind, value)
+
+
+def explain_in_job(job: Job, method_cls, options: dict, query, reference, *, label: str = ""):
+    """Run explanation method ``method_cls`` with ``options`` on ``job.model`` and the prepared
+    images, inside a job: no tqdm bar (the widget has its own), and where the method takes a
+    ``cancel`` check, one that stops it at the job's cancel and reports the fraction of batches done
+    (``job.report(fraction, label)``)."""
+    options = dict(options)
+    if "show_progress" in method_cls.options:
+        options["show_progress"] = False
+    explainer = method_cls(**options)
+    if "cancel" not in method_cls.options:
+        return explainer(job.model, query, reference)
+    passes = explainer.passes(tuple(query.tensor.shape[-2:]), tuple(reference.tensor.shape[-2:]))
+    batch = explainer.config.get("batch_size")
+    batches = math.ceil(passes / batch) if passes and batch else None
+    started = [0]
+
+    def check() -> bool:  # the method calls it before each batch
+        if batches:
+            job.report(min(1.0, started[0] / batches), label)
+        started[0] += 1
+        return job.cancelled
+
+    explainer.config["cancel"] = check
+    return explainer(job.model, query, reference)
 
 
 #: Every runner, so that worker threads are stopped and joined when the interpreter exits: a

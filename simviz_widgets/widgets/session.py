@@ -17,7 +17,6 @@ or None), ``status`` (what is going on, or an error, as plain text), ``progress`
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import traitlets
@@ -26,7 +25,7 @@ from ..adapters import SimilarityModel
 from ..adapters.copies import ModelCopies
 from ..explain import explain, get_method, list_methods
 from ..explain.base import SIDES, PairExplanation
-from .jobs import JobRunner
+from .jobs import JobRunner, explain_in_job
 
 __all__ = ["ExplanationSession", "FAST_DEFAULT"]
 
@@ -213,20 +212,8 @@ class ExplanationSession(traitlets.HasTraits):
         explainer_cls = get_method(method)
 
         def work(job):
-            model = job.model
-            q, r = model.prepare(query, name="query"), model.prepare(reference, name="reference")
-            passes = explainer_cls().passes(tuple(q.tensor.shape[-2:]), tuple(r.tensor.shape[-2:]))
-            batches = math.ceil(passes / explainer_cls().config.get("batch_size", 1)) if passes else None
-            started = [0]
-
-            def stop() -> bool:  # called by the method before each batch: progress, then cancel
-                if batches:
-                    job.report(min(1.0, started[0] / batches))
-                started[0] += 1
-                return job.cancelled
-
-            options = {k: v for k, v in (("show_progress", False), ("cancel", stop)) if k in explainer_cls.options}
-            return explainer_cls(**options)(model, q, r)
+            q, r = job.model.prepare(query, name="query"), job.model.prepare(reference, name="reference")
+            return explain_in_job(job, explainer_cls, {}, q, r, label=method)
 
         def progressed(fraction, _text):
             self.progress = fraction

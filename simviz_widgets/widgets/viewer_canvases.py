@@ -176,7 +176,8 @@ class PairCanvases:
         layer.put_image_data(rgba, 0, 0)
         layer.reset_transform()
         if point and self.show_peak:
-            draw_peak(layer, *pixel_to_canvas(*self.logic.peak_of(side, values), geometry.canvas, geometry.image))
+            peak = self.logic.peak[1:] if values is self.logic.point_values else self.logic.peak_of(side, values)
+            draw_peak(layer, *pixel_to_canvas(*peak, geometry.canvas, geometry.image))
         return scale
 
     def draw_cursor(self, side: str) -> None:

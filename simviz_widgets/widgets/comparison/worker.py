@@ -69,16 +69,6 @@ def explainer_for(cls, options: dict, cancel=None):
     return cls(**options)
 
 
-def batch_count(explainer, pair: ComparisonPair) -> int | None:
-    """Batches the method will run (its cancel check is called once before each), if it says how
-    many forward passes it makes."""
-    batch = getattr(explainer, "config", {}).get("batch_size")
-    if not batch:
-        return None
-    passes = explainer.passes(tuple(pair.query.tensor.shape[-2:]), tuple(pair.reference.tensor.shape[-2:]))
-    return None if not passes else max(1, math.ceil(passes / batch))
-
-
 def run_plan(job, plan: Plan) -> None:
     """The worker: the plan's tasks in order, each outcome posted as it is ready."""
     from ...evaluate import EvalContext
@@ -103,26 +93,14 @@ def run_plan(job, plan: Plan) -> None:
 
 def _explain(job, plan: Plan, name: str) -> PairExplanation | None:
     from ...explain import ExplanationCancelled
-    from ..jobs import JobCancelled
+    from ..jobs import JobCancelled, explain_in_job
 
     key = plan.exp_keys[name]
     exp = plan.cache.explanation(key)
     if exp is None:  # another session sharing the cache may have got there first
         cls, options = plan.explainers[name]
         try:
-            batches = batch_count(explainer_for(cls, options), plan.pair)
-        except Exception:  # noqa: BLE001 - progress is a nicety
-            batches = None
-        calls = [0]
-
-        def cancel_check() -> bool:  # the method calls it before each batch: it counts them too
-            calls[0] += 1
-            if batches:
-                job.report(min(1.0, (calls[0] - 1) / batches), name)
-            return job.cancelled
-
-        try:
-            exp = explainer_for(cls, options, cancel_check)(job.model, plan.pair.query, plan.pair.reference)
+            exp = explain_in_job(job, cls, options, plan.pair.query, plan.pair.reference, label=name)
         except ExplanationCancelled as stop:
             job.post(TaskUpdate("partial", name, explanation=stop.partial, error=str(stop)))
             if job.cancelled:
