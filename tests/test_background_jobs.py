@@ -18,6 +18,7 @@ import torch
 import traitlets
 
 import simviz_widgets as sv
+from simviz_widgets.checks import Option
 from simviz_widgets.adapters import ModelAdapterError, SimilarityModel
 from simviz_widgets.adapters.copies import ModelCopies
 from simviz_widgets.explain import ExplanationCancelled, Explainer, register_method
@@ -54,7 +55,7 @@ class Gate:
 
         class Blocking(Explainer):
             slow = True
-            options = {"cancel": (None, ""), "show_progress": (True, "")}
+            options = {"cancel": Option.custom(None, "", lambda v, n: v), "show_progress": Option.flag(True, "")}
 
             def compute(self, model, query, reference):
                 with ACTIVE_LOCK:

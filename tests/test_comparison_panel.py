@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from simviz_widgets.checks import Option
 from simviz_widgets.datasets import shared_object_pairs
 from simviz_widgets.evaluate import get_metric
 from simviz_widgets.evaluate import metrics as metrics_module
@@ -65,7 +66,7 @@ def counting_methods(monkeypatch):
 
     class Counted(Explainer):
         name = "counted"
-        options = {"value": (1.0, "hot cell value")}
+        options = {"value": Option.number(1.0, "hot cell value")}
 
         def compute(self, model, query, reference):
             calls["counted"] += 1
@@ -74,7 +75,7 @@ def counting_methods(monkeypatch):
     class Gated(Explainer):
         name = "gated"
         slow = True
-        options = {"cancel": (None, "callable"), "show_progress": (True, "unused")}
+        options = {"cancel": Option.custom(None, "callable", lambda v, n: v), "show_progress": Option.flag(True, "unused")}
 
         def compute(self, model, query, reference):
             calls["gated"] += 1

@@ -23,13 +23,14 @@ True
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from ..checks import check_choice
 from ..explain.base import PairExplanation
+from ..registry import REGISTRIES
 
 __all__ = [
     "Metric",
@@ -224,15 +225,14 @@ class Metric:
         return f"{type(self).__name__}({opts})" if opts else f"{type(self).__name__}()"
 
 
-_METRICS: dict[str, type[Metric]] = {}
+_METRICS = REGISTRIES["metric"]
 
 
 def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
-    """Class decorator: ``@register_metric("deletion")``. Checks the declarations."""
+    """Class decorator: ``@register_metric("deletion")``. Checks the declarations; a name taken by
+    another class is an error (the package's one registry design, :mod:`simviz_widgets.registry`)."""
 
     def deco(cls: type[Metric]) -> type[Metric]:
-        if name in _METRICS and _METRICS[name] is not cls:
-            raise ValueError(f"metric name {name!r} is already registered by {_METRICS[name].__name__}")
         if cls.category not in CATEGORIES:
             raise ValueError(f"metric {name!r} has category {cls.category!r}; expected one of {CATEGORIES}")
         unknown = set(cls.needs) - set(NEEDS)
@@ -240,28 +240,21 @@ def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
             raise ValueError(f"metric {name!r} needs unknown input(s) {sorted(unknown)}; expected {NEEDS}")
         cls.name = name
         cls.needs = frozenset(cls.needs)
-        _METRICS[name] = cls
-        return cls
+        return _METRICS.register(name, cls, (cls.__doc__ or "").strip().split("\n")[0])
 
     return deco
 
 
 def list_metrics(category: str | None = None) -> list[str]:
     """Registered metric names, sorted; optionally only one category."""
-    if category is not None and category not in CATEGORIES:
-        raise ValueError(f"category {category!r} is not known; expected one of {CATEGORIES}")
-    return sorted(n for n, c in _METRICS.items() if category is None or c.category == category)
+    if category is not None:
+        check_choice(category, "category", CATEGORIES)
+    return [n for n in _METRICS.names() if category is None or _METRICS.get(n).category == category]
 
 
 def get_metric(name: str, **options) -> Metric:
     """A metric instance by name, with options."""
-    try:
-        cls = _METRICS[name]
-    except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), _METRICS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"metric {name!r} is not registered; known metrics: {list_metrics()}.{hint}") from None
-    return cls(**options)
+    return _METRICS.get(name)(**options)
 
 
 def make_metric(spec) -> Metric:

@@ -14,6 +14,9 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
+from ..checks import Option, check_options
+from ..registry import REGISTRIES
+
 __all__ = [
     "PairExplanation",
     "PointToPoint",
@@ -324,20 +327,21 @@ class PairExplanation:
 # --------------------------------------------------------------------------------------------
 # Registry
 
-_METHODS: dict[str, type["Explainer"]] = {}
+_METHODS = REGISTRIES["method"]
 
 
 class Explainer:
     """Base class: one subclass per method, registered by name.
 
-    Subclasses set ``name``, ``paper`` and ``options`` (name -> (default, description)), and implement
+    Subclasses set ``name``, ``paper`` and ``options`` (name -> :class:`~simviz_widgets.checks.Option`,
+    which declares each option's type, so values are checked, never coerced), and implement
     :meth:`compute` — the single hook — which receives prepared images and returns a PairExplanation.
     """
 
     name: str = ""
     paper: str = ""
     deviations: str = ""
-    options: dict[str, tuple[Any, str]] = {}
+    options: dict[str, Option] = {}
     #: Whether a run takes long (hundreds of forward passes or more): widgets run slow methods in
     #: the background and never block on them.
     slow: bool = False
@@ -348,14 +352,7 @@ class Explainer:
         return None
 
     def __init__(self, **options):
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            raise TypeError(
-                f"method {self.name!r} got unknown option(s) {unknown}; it accepts "
-                f"{sorted(self.options) or 'no options'}"
-            )
-        self.config = {k: v[0] for k, v in self.options.items()}
-        self.config.update(options)
+        self.config = check_options(self.name, self.options, options)
 
     def compute(self, model, query, reference) -> PairExplanation:  # pragma: no cover - interface
         raise NotImplementedError
@@ -368,33 +365,23 @@ class Explainer:
 
 
 def register_method(name: str) -> Callable[[type[Explainer]], type[Explainer]]:
-    """Class decorator: ``@register_method("decomposition")``."""
+    """Class decorator: ``@register_method("decomposition")`` (the package's one registry design,
+    :mod:`simviz_widgets.registry`; a name taken by another class is an error)."""
 
     def deco(cls: type[Explainer]) -> type[Explainer]:
-        if name in _METHODS and _METHODS[name] is not cls:
-            raise ValueError(f"method name {name!r} is already registered by {_METHODS[name].__name__}")
         cls.name = name
-        _METHODS[name] = cls
-        return cls
+        return _METHODS.register(name, cls, (cls.__doc__ or "").strip().split("\n")[0])
 
     return deco
 
 
 def list_methods() -> list[str]:
-    return sorted(_METHODS)
+    return _METHODS.names()
 
 
 def get_method(name: str) -> type[Explainer]:
-    try:
-        return _METHODS[name]
-    except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(str(name), _METHODS, n=3)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"method {name!r} is not registered; known methods: {list_methods()}.{hint}"
-        ) from None
+    """The method class registered as ``name`` (an error lists the known names otherwise)."""
+    return _METHODS.get(name)
 
 
 def explain(model, query, reference, *, method: str = "decomposition", **options) -> PairExplanation:

@@ -15,6 +15,7 @@ import math
 import torch
 
 from ..adapters import SimilarityModel
+from ..checks import Option
 from ..images import PreparedImage
 from .base import Explainer, PairExplanation, PointToPoint, register_method
 
@@ -122,14 +123,14 @@ class ActivationDecomposition(Explainer):
 
     paper = "Zhu, Yang, Chen. Visual Explanation for Deep Metric Learning. IEEE TIP 2021 (arXiv 1909.12977)"
     options = {
-        "bias": (True, "spread the head's bias over positions (exact); False = the authors' code"),
-        "clip": (False, "the authors' display variant D <- max(D / max(D), 0)"),
-        "show_progress": (True, "progress bar for the any-layer mode"),
+        "bias": Option.flag(True, "spread the head's bias over positions (exact); False = the authors' code"),
+        "clip": Option.flag(False, "the authors' display variant D <- max(D / max(D), 0)"),
+        "show_progress": Option.flag(True, "progress bar for the any-layer mode"),
     }
 
     def compute(self, model: SimilarityModel, query: PreparedImage, reference: PreparedImage) -> PairExplanation:
-        bias = bool(self.config["bias"])
-        progress = bool(self.config["show_progress"])
+        bias = self.config["bias"]
+        progress = self.config["show_progress"]
         cq = position_contributions(model, query.tensor, bias=bias, show_progress=progress)
         cr = position_contributions(model, reference.tensor, bias=bias, show_progress=progress)
         Eq, Er, gq, gr = cq["E"], cr["E"], cq["g"], cr["g"]

@@ -13,13 +13,14 @@ formula against autograd).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from ..adapters import SimilarityModel
 from ..images import PreparedImage
+from ..checks import Option
 from .base import Explainer, PairExplanation, register_method
 
 __all__ = [
@@ -33,24 +34,6 @@ __all__ = [
 
 # ------------------------------------------------------------------------------------------
 # Shared helpers (also used by similarity_map, sfam and perturbation)
-
-
-def check_bool(method: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{method}: option {name}={value!r} must be True or False")
-    return value
-
-
-def check_int(method: str, name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{method}: option {name}={value!r} must be an integer >= {minimum}")
-    return int(value)
-
-
-def check_choice(method: str, name: str, value: Any, choices: tuple) -> Any:
-    if value not in choices:
-        raise ValueError(f"{method}: option {name}={value!r} is not known; expected one of {choices}")
-    return value
 
 
 def layer_activations(model: SimilarityModel, x: torch.Tensor) -> tuple[torch.Tensor, Callable]:
@@ -146,12 +129,8 @@ class GradCAM(Explainer):
     paper = ("Selvaraju et al. Grad-CAM. ICCV 2017 (arXiv 1610.02391); on similarities: Zhu et al. "
              "arXiv 1909.12977")
     options = {
-        "relu": (True, "apply the ReLU (False: the signed linear combination sum_c alpha_c A[c])"),
+        "relu": Option.flag(True, "apply the ReLU (False: the signed linear combination sum_c alpha_c A[c])"),
     }
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        check_bool(self.name, "relu", self.config["relu"])
 
     def compute(self, model: SimilarityModel, query: PreparedImage, reference: PreparedImage) -> PairExplanation:
         relu = self.config["relu"]
@@ -207,13 +186,11 @@ class SimilarityAttention(Explainer):
 
     paper = "Zheng, Karanam, Chen, Radke, Wu. Towards Visually Explaining Similarity Models. arXiv 2008.06035"
     options = {
-        "negative": (None, "optional dissimilar image Z (path, PIL, array, tensor): triplet weights"),
-        "absolute": (True, "s_X = sum_d |g_X[d]| w_d (False: sum_d g_X[d] w_d)"),
+        # The negative image is checked where it is read (model.prepare names it 'negative').
+        "negative": Option.custom(None, "optional dissimilar image Z (path, PIL, array, tensor): triplet "
+                                  "weights", lambda value, name: value),
+        "absolute": Option.flag(True, "s_X = sum_d |g_X[d]| w_d (False: sum_d g_X[d] w_d)"),
     }
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        check_bool(self.name, "absolute", self.config["absolute"])
 
     def compute(self, model: SimilarityModel, query: PreparedImage, reference: PreparedImage) -> PairExplanation:
         absolute = self.config["absolute"]

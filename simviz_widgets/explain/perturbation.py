@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from ..adapters import SimilarityModel
+from ..checks import InputError, InputTypeError, Option, SimvizError, check_float
 from ..images import PreparedImage
 from .base import Explainer, PairExplanation, register_method
-from .gradients import check_bool, check_choice, check_int
 
 __all__ = ["RISE", "SlidingWindow", "RiseMasks", "ExplanationCancelled", "sliding_windows"]
 
@@ -111,6 +111,26 @@ def _is_cancelled(cancel) -> bool:
     return bool(cancel())
 
 
+def _check_cancel(cancel, name):
+    if cancel is not None and not (callable(cancel) or hasattr(cancel, "is_set")):
+        raise InputTypeError(
+            f"{name}={cancel!r} must be None, a callable returning True to stop, or a threading.Event"
+        )
+    return cancel
+
+
+def _check_fill(fill, name) -> tuple[float, ...]:
+    """One number or three (one per channel), finite, as a tuple of floats."""
+    values = [fill] if np.ndim(fill) == 0 else list(np.asarray(fill, dtype=object).ravel())
+    try:
+        if np.ndim(fill) > 1 or len(values) not in (1, 3):
+            raise InputError(name)
+        return tuple(check_float(v, name) for v in values)
+    except SimvizError:
+        raise InputError(f"{name}={fill!r} must be a finite number or three numbers (one per channel), "
+                         "in the model's normalised input space") from None
+
+
 def _scorer(model: SimilarityModel, similarity: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if similarity == "cosine":
         return lambda g, ref: F.cosine_similarity(g, ref.expand_as(g), dim=-1, eps=1e-12)
@@ -121,26 +141,16 @@ class _PerturbationMethod(Explainer):
     """Common options, validation and the query / reference loop of RISE and sliding window."""
 
     common_options = {
-        "both": (False, "False: perturb the query only (reference map not computed, zeros); True: "
-                        "also explain the reference by perturbing it with the query fixed"),
-        "similarity": ("cosine", "'cosine' (the paper) or 'model' (the model's own metric) for scoring"),
-        "batch_size": (8, "perturbed images per forward pass (CPU: small batches keep activations in cache)"),
-        "show_progress": (True, "tqdm progress bar"),
-        "cancel": (None, "callable returning True, or a threading.Event, checked between batches"),
+        "both": Option.flag(False, "False: perturb the query only (reference map not computed, zeros); "
+                                   "True: also explain the reference by perturbing it with the query fixed"),
+        "similarity": Option.choice("cosine", "'cosine' (the paper) or 'model' (the model's own metric) for "
+                                    "scoring", SIMILARITIES),
+        "batch_size": Option.integer(8, "perturbed images per forward pass (CPU: small batches keep "
+                                     "activations in cache)", minimum=1),
+        "show_progress": Option.flag(True, "tqdm progress bar"),
+        "cancel": Option.custom(None, "callable returning True, or a threading.Event, checked between "
+                                "batches", lambda value, name: _check_cancel(value, name)),
     }
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        check_bool(self.name, "both", self.config["both"])
-        check_bool(self.name, "show_progress", self.config["show_progress"])
-        check_choice(self.name, "similarity", self.config["similarity"], SIMILARITIES)
-        check_int(self.name, "batch_size", self.config["batch_size"])
-        cancel = self.config["cancel"]
-        if cancel is not None and not (callable(cancel) or hasattr(cancel, "is_set")):
-            raise TypeError(
-                f"{self.name}: option cancel={cancel!r} must be None, a callable returning True to "
-                "stop, or a threading.Event"
-            )
 
     slow = True
 
@@ -250,21 +260,12 @@ class RISE(_PerturbationMethod):
              "ECCV 2020 (arXiv 1905.10797); Petsiuk et al. RISE. BMVC 2018")
     signed = False
     options = {
-        "masks": (2000, "number of random masks"),
-        "grid": (8, "cells per side of the binary grid"),
-        "keep": (0.5, "probability that a cell is kept"),
-        "seed": (0, "seed of the masks"),
+        "masks": Option.integer(2000, "number of random masks", minimum=1),
+        "grid": Option.integer(8, "cells per side of the binary grid", minimum=1),
+        "keep": Option.number(0.5, "probability that a cell is kept", above=0.0, maximum=1.0),
+        "seed": Option.integer(0, "seed of the masks", minimum=0),
         **_PerturbationMethod.common_options,
     }
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        check_int(self.name, "masks", self.config["masks"])
-        check_int(self.name, "grid", self.config["grid"])
-        check_int(self.name, "seed", self.config["seed"], minimum=0)
-        keep = self.config["keep"]
-        if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
-            raise ValueError(f"rise: option keep={keep!r} must be a probability in (0, 1]")
 
     def _check_size(self, label, size):
         if self.config["grid"] > min(size):
@@ -331,28 +332,16 @@ class SlidingWindow(_PerturbationMethod):
              "ECCV 2020 (arXiv 1905.10797)")
     signed = True
     options = {
-        "window": (32, "occluder side in input pixels"),
-        "stride": (16, "step of the occluder in input pixels"),
-        "fill": (0.0, "occluder value in normalised space (0 = mean colour), float or 3 per channel"),
+        "window": Option.integer(32, "occluder side in input pixels", minimum=1),
+        "stride": Option.integer(16, "step of the occluder in input pixels", minimum=1),
+        "fill": Option.custom(0.0, "occluder value in normalised space (0 = mean colour), float or 3 per "
+                              "channel", lambda value, name: _check_fill(value, name)),
         **_PerturbationMethod.common_options,
     }
 
     def __init__(self, **options):
         super().__init__(**options)
-        check_int(self.name, "window", self.config["window"])
-        check_int(self.name, "stride", self.config["stride"])
-        fill = self.config["fill"]
-        values = np.atleast_1d(np.asarray(fill, dtype=object))
-        ok = values.ndim == 1 and len(values) in (1, 3) and all(
-            isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
-            and np.isfinite(float(v)) for v in values
-        )
-        if not ok:
-            raise ValueError(
-                f"sliding_window: option fill={fill!r} must be a finite number or three numbers (one "
-                "per channel), in the model's normalised input space"
-            )
-        self._fill = torch.tensor([float(v) for v in values], dtype=torch.float32).reshape(-1, 1, 1)
+        self._fill = torch.tensor(self.config["fill"], dtype=torch.float32).reshape(-1, 1, 1)
 
     def _check_size(self, label, size):
         if self.config["window"] > min(size):

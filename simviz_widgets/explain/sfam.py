@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 
 from ..adapters import SimilarityModel
+from ..checks import Option, check_choice
 from ..images import PreparedImage
 from .base import Explainer, PairExplanation, register_method
 
@@ -52,17 +53,10 @@ class SFAM(Explainer):
 
     paper = "Liao et al. Similar Feature Activation Map. arXiv 2506.01636 (2025)"
     options = {
-        "cis": ("auto", "'auto' | 'cosine' | 'euclidean' | callable(p_query, p_reference) -> (C,)"),
+        "cis": Option.custom("auto", "'auto' | 'cosine' | 'euclidean' | callable(p_query, p_reference) -> (C,)",
+                             lambda value, name: value if callable(value) else
+                             check_choice(value, name, ("auto", *_CIS))),
     }
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        cis = self.config["cis"]
-        if not callable(cis) and cis not in ("auto", *_CIS):
-            raise ValueError(
-                f"sfam: option cis={cis!r} is not known; expected 'auto', 'cosine', 'euclidean' or "
-                "a callable cis(p_query, p_reference) -> (C,) tensor"
-            )
 
     def _cis_function(self, model: SimilarityModel) -> tuple[str, Callable]:
         cis = self.config["cis"]

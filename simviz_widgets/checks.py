@@ -1,0 +1,247 @@
+"""Input checks, in one place: every public boundary validates what the user gave with these.
+
+Each check takes the value and the name the user knows it by, returns the value in its canonical
+form (a new object where a conversion happens, never the caller's object modified), and otherwise
+raises :class:`InputError` (a ``ValueError``) or :class:`InputTypeError` (a ``TypeError``) whose
+message names the input and says what was expected. Both derive from :class:`SimvizError`, so a
+caller (the CLI, a property test) can tell the project's own refusals from a bug.
+
+Options of methods and metrics declare their type with :class:`Option`; :func:`check_options`
+validates them, so a string ``'false'`` can never be read as ``True`` through ``bool()``.
+
+>>> check_int(np.int64(4), "masks")
+4
+>>> check_bool("false", "bias")
+Traceback (most recent call last):
+...
+simviz_widgets.checks.InputTypeError: bias='false' must be True or False (got str)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = [
+    "SimvizError",
+    "InputError",
+    "InputTypeError",
+    "check_bool",
+    "check_int",
+    "check_float",
+    "check_choice",
+    "check_str",
+    "check_callable",
+    "check_instance",
+    "check_pixel",
+    "check_shape2",
+    "Option",
+    "check_options",
+    "describe_options",
+]
+
+
+class SimvizError(Exception):
+    """Base of the errors this package raises on bad input."""
+
+
+class InputError(SimvizError, ValueError):
+    """A value of the right kind but outside what is accepted."""
+
+
+class InputTypeError(SimvizError, TypeError):
+    """A value of the wrong kind."""
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _label(name: str, value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{name}={text}"
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is True or False (numpy bools too); anything else, including 'false', 0
+    and None, is refused rather than coerced."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise InputTypeError(f"{_label(name, value)} must be True or False (got {_kind(value)})")
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """A Python int from an int or numpy integer within [minimum, maximum]; bools and floats
+    (even 4.0) are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise InputTypeError(f"{_label(name, value)} must be an integer (got {_kind(value)})")
+    value = int(value)
+    _check_range(value, name, minimum, maximum)
+    return value
+
+
+def check_float(value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None,
+                above: float | None = None, finite: bool = True) -> float:
+    """A Python float from any real number (ints, numpy scalars) within the bounds: ``minimum`` /
+    ``maximum`` inclusive, ``above`` exclusive; NaN and infinities refused unless ``finite=False``
+    (NaN is refused always)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InputTypeError(f"{_label(name, value)} must be a number (got {_kind(value)})")
+    value = float(value)
+    if math.isnan(value) or (finite and math.isinf(value)):
+        raise InputError(f"{_label(name, value)} must be a finite number")
+    _check_range(value, name, minimum, maximum, above)
+    return value
+
+
+def _check_range(value, name, minimum, maximum, above=None) -> None:
+    low_ok = (minimum is None or value >= minimum) and (above is None or value > above)
+    if low_ok and (maximum is None or value <= maximum):
+        return
+    low = f"({above}" if above is not None else (f"[{minimum}" if minimum is not None else None)
+    if low is not None and maximum is not None:
+        expected = f"in {low}, {maximum}]"
+    elif low is not None:
+        expected = f"> {above}" if above is not None else f">= {minimum}"
+    else:
+        expected = f"<= {maximum}"
+    raise InputError(f"{_label(name, value)} must be {expected}")
+
+
+def check_str(value: Any, name: str, *, empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InputTypeError(f"{_label(name, value)} must be a string (got {_kind(value)})")
+    if not empty and not value.strip():
+        raise InputError(f"{name} is empty; expected a non-empty string")
+    return value
+
+
+def check_choice(value: Any, name: str, choices) -> Any:
+    """``value`` if it is exactly one of ``choices`` (no abbreviations, no case folding)."""
+    choices = tuple(choices)
+    try:
+        known = value in choices and not isinstance(value, (bool, np.bool_)) or value is None and None in choices
+    except (TypeError, ValueError):  # arrays compare element-wise
+        known = False
+    if not known:
+        import difflib
+
+        close = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], n=1) \
+            if isinstance(value, str) else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise InputError(f"{_label(name, value)} is not one of {list(choices)}{hint}")
+    return value
+
+
+def check_callable(value: Any, name: str, *, optional: bool = False):
+    if value is None and optional:
+        return None
+    if not callable(value):
+        raise InputTypeError(f"{_label(name, value)} must be callable (got {_kind(value)})")
+    return value
+
+
+def check_instance(value: Any, name: str, types, expected: str | None = None):
+    if not isinstance(value, types):
+        names = expected or " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise InputTypeError(f"{name} must be a {names} (got {_kind(value)})")
+    return value
+
+
+def check_pixel(row: Any, col: Any, size: tuple[int, int], name: str = "pixel") -> tuple[float, float]:
+    """A display pixel (row, col) as floats inside an image of (rows, cols) ``size``, with the
+    half-pixel margin that sub-pixel positions need: -0.5 <= row <= rows - 0.5."""
+    values = []
+    for axis, value, limit in (("row", row, size[0]), ("col", col, size[1])):
+        label = f"{name} {axis}"
+        value = check_float(value, label)
+        if value < -0.5 or value > limit - 0.5:
+            raise InputError(f"{label} {value:g} is outside the image (0 .. {limit - 1})")
+        values.append(value)
+    return values[0], values[1]
+
+
+def check_shape2(value: Any, name: str, *, minimum: int = 1) -> tuple[int, int]:
+    """A (rows, cols) pair of integers >= ``minimum``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise InputTypeError(f"{_label(name, value)} must be a (rows, cols) pair of integers")
+    return (check_int(value[0], f"{name}[0]", minimum=minimum), check_int(value[1], f"{name}[1]", minimum=minimum))
+
+
+# ------------------------------------------------------------------------------------------
+# Declared options
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a method or metric: its default, what it means, and how it is checked.
+
+    ``check(value, name) -> value`` returns the canonical value or raises; use the constructors
+    (:meth:`flag`, :meth:`integer`, :meth:`number`, :meth:`choice`, :meth:`custom`) so every option
+    states its type.
+    """
+
+    default: Any
+    description: str
+    check: Callable[[Any, str], Any]
+    kind: str = "any"
+
+    @classmethod
+    def flag(cls, default: bool, description: str) -> "Option":
+        return cls(default, description, check_bool, "bool")
+
+    @classmethod
+    def integer(cls, default: int, description: str, *, minimum: int | None = None,
+                maximum: int | None = None) -> "Option":
+        return cls(default, description,
+                   lambda v, n: check_int(v, n, minimum=minimum, maximum=maximum), "int")
+
+    @classmethod
+    def number(cls, default: float, description: str, *, minimum: float | None = None,
+               maximum: float | None = None, above: float | None = None) -> "Option":
+        return cls(default, description,
+                   lambda v, n: check_float(v, n, minimum=minimum, maximum=maximum, above=above), "float")
+
+    @classmethod
+    def choice(cls, default: Any, description: str, choices) -> "Option":
+        choices = tuple(choices)
+        return cls(default, description, lambda v, n: check_choice(v, n, choices), "choice")
+
+    @classmethod
+    def custom(cls, default: Any, description: str, check: Callable[[Any, str], Any]) -> "Option":
+        return cls(default, description, check, "custom")
+
+
+def check_options(owner: str, declared: dict[str, Option], given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults updated with ``given``, every value checked by its declaration; an unknown name is
+    refused with the accepted ones listed. ``owner`` names who takes the options ("method 'rise'")."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        import difflib
+
+        hints = [difflib.get_close_matches(u, list(declared), n=1) for u in unknown]
+        hint = "".join(f"; did you mean {h[0]!r}?" for h in hints if h)
+        raise InputTypeError(
+            f"{owner} got unknown option(s) {unknown}; it accepts {sorted(declared) or 'no options'}{hint}"
+        )
+    config = {}
+    for name, option in declared.items():
+        value = given.get(name, option.default)
+        if name in given or value is not None:
+            try:
+                value = option.check(value, name)
+            except SimvizError as err:
+                raise type(err)(f"{owner}: option {err}") from None
+        config[name] = value
+    return config
+
+
+def describe_options(declared: dict[str, Option]) -> dict[str, tuple[Any, str]]:
+    """name -> (default, description), for listings (``simviz methods``)."""
+    return {name: (option.default, option.description) for name, option in declared.items()}
