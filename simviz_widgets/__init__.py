@@ -10,6 +10,7 @@
 """
 
 from .adapters import SimilarityModel
+from .checks import InputError, InputTypeError, SimvizError
 from .explain import PairExplanation, explain, list_methods, register_method
 from .images import PreprocessConfig
 from .models import list_models
@@ -20,7 +21,7 @@ __version__ = "0.1.0"
 # Subpackages not imported above (widgets pulls in ipywidgets/ipycanvas/bqplot; the command line and
 # scripts need none of it) load on first attribute access, so `sv.widgets.PairExplorer` works
 # after `import simviz_widgets as sv`.
-_LAZY_SUBPACKAGES = ("widgets", "datasets", "render", "evaluate", "attributes", "cli")
+_LAZY_SUBPACKAGES = ("widgets", "datasets", "render", "evaluate", "attributes", "cli", "registry", "checks")
 
 
 def __getattr__(name: str):
@@ -36,5 +37,6 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "SimilarityModel", "PairExplanation", "PreprocessConfig", "explain", "list_methods",
-    "register_method", "load_model", "list_models", "__version__",
+    "register_method", "load_model", "list_models", "SimvizError", "InputError", "InputTypeError",
+    "registry", "checks", "__version__",
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from collections.abc import Hashable
 from typing import Any, Callable
 
 import numpy as np
@@ -125,10 +126,11 @@ def check_str(value: Any, name: str, *, empty: bool = False) -> str:
 def check_choice(value: Any, name: str, choices) -> Any:
     """``value`` if it is exactly one of ``choices`` (no abbreviations, no case folding)."""
     choices = tuple(choices)
-    try:
-        known = value in choices and not isinstance(value, (bool, np.bool_)) or value is None and None in choices
-    except (TypeError, ValueError):  # arrays compare element-wise
-        known = False
+    # Arrays and other unhashable values never match (element-wise == would); bools never stand
+    # for 0/1 choices. The matching choice itself is returned (np.str_('a') -> 'a').
+    match = [c for c in choices if isinstance(value, Hashable) and not isinstance(value, (bool, np.bool_))
+             and type(c) is not bool and c == value and (c is None) == (value is None)]
+    known = bool(match)
     if not known:
         import difflib
 
@@ -136,7 +138,7 @@ def check_choice(value: Any, name: str, choices) -> Any:
             if isinstance(value, str) else []
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise InputError(f"{_label(name, value)} is not one of {list(choices)}{hint}")
-    return value
+    return match[0]
 
 
 def check_callable(value: Any, name: str, *, optional: bool = False):

@@ -134,8 +134,15 @@ def _describe(entry: Any) -> str:
 REGISTRIES: dict[str, Registry] = {kind: Registry(kind) for kind in ("method", "metric", "model")}
 
 
+#: The package that registers each kind's built-in entries when imported.
+_OWNERS = {"method": "simviz_widgets.explain", "metric": "simviz_widgets.evaluate", "model": "simviz_widgets.models"}
+
+
 def registry(kind: str) -> Registry:
-    """The registry of ``kind``: 'method', 'metric' or 'model'."""
+    """The registry of ``kind`` ('method', 'metric' or 'model') with its built-in entries loaded."""
+    import importlib
+
     from .checks import check_choice
 
-    return REGISTRIES[check_choice(kind, "kind", tuple(REGISTRIES))]
+    importlib.import_module(_OWNERS[check_choice(kind, "kind", tuple(REGISTRIES))])
+    return REGISTRIES[kind]
