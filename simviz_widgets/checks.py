@@ -43,6 +43,14 @@ __all__ = [
     "Option",
     "check_options",
     "describe_options",
+    "check_array",
+    "check_mask",
+    "check_colormap",
+    "check_floats",
+    "check_sequence",
+    "check_names",
+    "check_keys",
+    "check_path",
 ]
 
 
@@ -152,7 +160,8 @@ def check_callable(value: Any, name: str, *, optional: bool = False):
 def check_instance(value: Any, name: str, types, expected: str | None = None):
     if not isinstance(value, types):
         names = expected or " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-        raise InputTypeError(f"{name} must be a {names} (got {_kind(value)})")
+        article = "an" if names[:1].lower() in "aeiou" else "a"
+        raise InputTypeError(f"{name} must be {article} {names} (got {_kind(value)})")
     return value
 
 
@@ -247,3 +256,167 @@ def check_options(owner: str, declared: dict[str, Option], given: dict[str, Any]
 def describe_options(declared: dict[str, Option]) -> dict[str, tuple[Any, str]]:
     """name -> (default, description), for listings (``simviz methods``)."""
     return {name: (option.default, option.description) for name, option in declared.items()}
+
+
+# ------------------------------------------------------------------------------------------
+# Arrays, sequences, mappings, names and paths
+
+
+def check_array(value: Any, name: str, *, ndim=None, shape=None, dtype=None, kinds: str = "biuf",
+                finite: bool = False, empty: bool = False, expected: str | None = None) -> np.ndarray:
+    """``value`` as a numpy array (the caller's array itself, never copied or modified).
+
+    ``ndim``: an int or a tuple of accepted ranks; ``shape``: a tuple with None for any length;
+    ``dtype``: the one dtype accepted (else any of ``kinds``, numpy kind letters: b bool, i/u int,
+    f float); ``finite``: NaN and infinities refused; ``empty``: whether no elements is fine.
+    ``expected`` describes the accepted shape in messages ("an (H, W, 3) RGB image"). Something
+    that is not an array at all is an :class:`InputTypeError`; an array of the wrong shape, dtype
+    or content an :class:`InputError`.
+    """
+    if value is None or isinstance(value, (str, bytes, dict)):
+        raise InputTypeError(f"{_label(name, value)} must be an array (got {_kind(value)})")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as err:  # ragged nested lists, objects numpy cannot convert
+        raise InputTypeError(f"{name} must be an array; numpy cannot convert it ({err})") from None
+    if dtype is None and (arr.dtype == object or arr.dtype.kind not in kinds):
+        words = list(dict.fromkeys({"b": "bool", "i": "integer", "u": "integer", "f": "float"}.get(k, k) for k in kinds))
+        raise InputError(f"{name} has dtype {arr.dtype}; expected {' or '.join(words)} values")
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        raise InputError(f"{name} has dtype {arr.dtype}; expected {np.dtype(dtype)}")
+    ranks = (ndim,) if isinstance(ndim, int) else ndim
+    if shape is not None:
+        ranks = (len(shape),)
+    wrong_rank = ranks is not None and arr.ndim not in ranks
+    if wrong_rank or (shape is not None and any(s is not None and s != a for s, a in zip(shape, arr.shape))):
+        if expected is None:
+            expected = (f"shape {tuple('*' if s is None else s for s in shape)}" if shape is not None
+                        else f"a {'-D or '.join(str(r) for r in ranks)}-D array")
+        raise InputError(f"{name} has shape {arr.shape}; expected {expected}")
+    if not empty and arr.size == 0:
+        raise InputError(f"{name} is empty (shape {arr.shape}); expected at least one element")
+    if finite and arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        raise InputError(f"{name} contains NaN or infinite values; expected finite numbers")
+    return arr
+
+
+def check_mask(value: Any, name: str, shape=None, *, nonempty: bool = False, note: str = "") -> np.ndarray:
+    """A binary (rows, cols) mask as a new bool array: bool, or numbers that are all 0 or 1, of
+    ``shape`` if given (``note`` is added to that message: where the shape comes from); with
+    ``nonempty``, at least one True pixel."""
+    arr = check_array(value, name, ndim=2, expected="a 2-D (rows, cols) mask")
+    if shape is not None and tuple(arr.shape) != tuple(shape):
+        raise InputError(f"{name} is {arr.shape[0]}x{arr.shape[1]} but expected {shape[0]}x{shape[1]}{note}")
+    if arr.dtype != bool:
+        if not np.all(np.isin(arr, (0, 1))):
+            raise InputError(f"{name} has values other than 0 and 1; expected a binary mask")
+        arr = arr.astype(bool)
+    else:
+        arr = arr.copy()
+    if nonempty and not arr.any():
+        raise InputError(f"{name} is empty (no True pixel); expected a non-empty region")
+    return arr
+
+
+def check_colormap(value: Any, name: str = "cmap", *, optional: bool = False) -> str | None:
+    """A matplotlib colormap name (None too when ``optional``); a misspelt name gets a suggestion."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise InputTypeError(f"{_label(name, value)} must be a matplotlib colormap name (got {_kind(value)})")
+    import matplotlib
+
+    if value not in matplotlib.colormaps:
+        import difflib
+
+        close = difflib.get_close_matches(value, sorted(matplotlib.colormaps), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InputError(
+            f"{name} {value!r} is not a matplotlib colormap; expected a name from matplotlib.colormaps "
+            f"such as 'inferno', 'viridis' or 'RdBu_r'.{hint}"
+        )
+    return value
+
+
+def _items(value: Any, name: str, what: str) -> list:
+    from collections.abc import Iterable, Mapping
+
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise InputTypeError(f"{_label(name, value)} must be {what} (got {_kind(value)})")
+    return list(value)
+
+
+def check_floats(value: Any, name: str, *, length: int | None = None, minimum: float | None = None,
+                 maximum: float | None = None, above: float | None = None) -> tuple[float, ...]:
+    """A sequence of ``length`` finite numbers (each within the bounds, as :func:`check_float`),
+    as a tuple of floats."""
+    what = f"a sequence of {length} numbers" if length is not None else "a sequence of numbers"
+    items = _items(value, name, what)
+    if length is not None and len(items) != length:
+        raise InputTypeError(f"{_label(name, value)} must be {what} (got {len(items)})")
+    return tuple(check_float(v, f"{name}[{k}]", minimum=minimum, maximum=maximum, above=above)
+                 for k, v in enumerate(items))
+
+
+def check_sequence(value: Any, name: str, check_item: Callable[[Any, str], Any] | None = None, *,
+                   empty: bool = False, unique: bool = False) -> list:
+    """A new list of the items of ``value`` (a list, tuple, array...; a string or a dict is refused),
+    each checked by ``check_item(item, "name[k]")``; ``empty``: whether no items is fine;
+    ``unique``: whether an item may repeat."""
+    items = _items(value, name, "a sequence (list or tuple)")
+    if not empty and not items:
+        raise InputError(f"{name} is empty; expected at least one item")
+    if check_item is not None:
+        items = [check_item(item, f"{name}[{k}]") for k, item in enumerate(items)]
+    if unique:
+        seen, repeated = set(), []
+        for item in items:
+            if item in seen and item not in repeated:
+                repeated.append(item)
+            seen.add(item)
+        if repeated:
+            raise InputError(f"{name} repeats {repeated}; give each once")
+    return items
+
+
+def check_names(value: Any, name: str, *, known=None, empty: bool = False) -> list[str]:
+    """Distinct non-empty strings (a single string is refused: ``'ab'`` is not ``['a', 'b']``),
+    each one of ``known`` if given (an unknown one gets a suggestion)."""
+    def item(v, label):
+        v = check_str(v, label)
+        return v if known is None else check_choice(v, label, known)
+
+    return check_sequence(value, name, item, empty=empty, unique=True)
+
+
+def check_keys(value: Any, name: str, allowed, *, required=()) -> dict:
+    """A new dict of ``value`` (a mapping) whose keys are among ``allowed`` and include ``required``."""
+    from collections.abc import Mapping
+
+    if not isinstance(value, Mapping):
+        raise InputTypeError(f"{name} must be a dict (got {_kind(value)})")
+    allowed = tuple(allowed)
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        import difflib
+
+        hints = [difflib.get_close_matches(u, [a for a in allowed if isinstance(a, str)], n=1)
+                 for u in unknown if isinstance(u, str)]
+        hint = "".join(f"; did you mean {h[0]!r}?" for h in hints if h)
+        raise InputError(f"{name} has unknown key(s) {unknown}; expected keys among {list(allowed)}{hint}")
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise InputError(f"{name} lacks key(s) {missing}; it needs {list(required)}")
+    return dict(value)
+
+
+def check_path(value: Any, name: str):
+    """A :class:`pathlib.Path` from a str or path-like (an empty string is refused)."""
+    import os
+    from pathlib import Path
+
+    if not isinstance(value, (str, os.PathLike)):
+        raise InputTypeError(f"{_label(name, value)} must be a file path (str or pathlib.Path; got {_kind(value)})")
+    if isinstance(value, str) and not value.strip():
+        raise InputError(f"{name} is empty; expected a file path")
+    return Path(value)

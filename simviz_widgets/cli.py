@@ -9,7 +9,9 @@ Examples::
 
 An image is a file path or a bundled photo name (``simviz photos``), optionally followed by a view
 of it: ``NAME:KIND`` or ``NAME:KIND:KEY=VALUE,...`` (kinds: mirror, crop_scale, rotation,
-perspective, color). Bad input prints one line on stderr and exits with code 2.
+perspective, color). Method options ``-o KEY=VALUE`` are read by the type the method declares:
+flags take true/false (1/0, yes/no), counts integers, numbers floats. Bad input prints one line on
+stderr and exits with code 2, found before the computation wherever it can be.
 """
 
 from __future__ import annotations
@@ -18,13 +20,19 @@ import argparse
 import ast
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
+
+from .checks import SimvizError, check_colormap, check_float, check_int
 
 __all__ = ["main", "build_parser", "resolve_image", "CliError"]
 
 EXIT_USAGE = 2
 DEFAULT_OUT = "simviz_explanation.png"
+DPI_RANGE = (10, 1200)
+MAX_FIGURE_SIDE = 20000  # pixels; matplotlib's Agg cannot go beyond 2**16, memory long before
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 class CliError(Exception):
@@ -53,14 +61,53 @@ def _split_top_level(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def _parse_assignments(text: str, label: str) -> dict:
-    out = {}
+def _split_assignments(text: str, label: str) -> list[tuple[str, str]]:
+    """``"a=1,b=(2,3)"`` -> [("a", "1"), ("b", "(2,3)")], values as written."""
+    out = []
     for item in _split_top_level(text):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise CliError(f"{label}: {item!r} is not KEY=VALUE")
-        out[key.strip()] = _parse_value(value.strip())
+        out.append((key.strip(), value.strip()))
     return out
+
+
+def _parse_assignments(text: str, label: str) -> dict:
+    return {key: _parse_value(value) for key, value in _split_assignments(text, label)}
+
+
+def _option_value(method: str, name: str, option, text: str):
+    """The text of ``-o name=text`` as the type ``option`` (a checks.Option) declares."""
+    label = f"--option: method {method!r}: {name}={text!r}"
+    if option.kind == "bool":
+        word = text.lower()
+        if word in _TRUE + _FALSE:
+            return word in _TRUE
+        raise CliError(f"{label} must be true or false (also 1/0, yes/no)")
+    if option.kind in ("int", "float"):
+        try:
+            return int(text, 10) if option.kind == "int" else float(text)
+        except ValueError:
+            raise CliError(f"{label} must be {'an integer' if option.kind == 'int' else 'a number'}") from None
+    if option.kind == "choice":
+        return text
+    return _parse_value(text)  # custom: a Python literal such as (0.1, 0.2, 0.3), else the text
+
+
+def _method_options(method: str, declared: dict, texts: list[str]) -> dict:
+    """``-o`` texts -> {name: value} parsed by the method's declared option types."""
+    options = {}
+    for text in texts:
+        for name, value in _split_assignments(text, "--option"):
+            if name not in declared:
+                import difflib
+
+                close = difflib.get_close_matches(name, list(declared), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise CliError(f"--option: method {method!r} has no option {name!r}; it accepts "
+                               f"{sorted(declared) or 'no options'}{hint}")
+            options[name] = _option_value(method, name, declared[name], value)
+    return options
 
 
 def resolve_image(spec: str, label: str):
@@ -94,7 +141,7 @@ def resolve_image(spec: str, label: str):
     params = _parse_assignments(params_text, label)
     try:
         return views(image, kind, **params).image
-    except (ValueError, TypeError) as err:
+    except SimvizError as err:  # views checks its parameters with the checks module
         raise CliError(f"{label}: {err}") from None
 
 
@@ -116,14 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--metric", default=None, choices=("cosine", "dot", "euclidean"),
                     help="similarity metric; default: the model's")
     ex.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                    help="method option, repeatable (e.g. -o bias=False)")
+                    help="method option, repeatable, as the method declares it: flags true/false "
+                         "(1/0, yes/no), integers, numbers (e.g. -o bias=false, -o masks=500)")
     ex.add_argument("--out", default=DEFAULT_OUT, help=f"figure file (default: {DEFAULT_OUT})")
     ex.add_argument("--points", type=int, default=3, help="query points shown in row 2 (default 3)")
     ex.add_argument("--reading", default="contribution", choices=("contribution", "correspondence"),
                     help="point-specific map reading")
     ex.add_argument("--cmap", default=None, help="matplotlib colormap name for the maps")
     ex.add_argument("--alpha", type=float, default=0.5, help="map opacity over the photos")
-    ex.add_argument("--dpi", type=int, default=100, help="figure resolution")
+    ex.add_argument("--dpi", type=int, default=100, help="figure resolution, 10 .. 1200 dots per inch")
 
     sub.add_parser("models", help="list ready-made models")
     sub.add_parser("methods", help="list explanation methods")
@@ -132,19 +180,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_out(out: str) -> Path:
+    """The figure's path, known writable: refused before any computation otherwise."""
     from matplotlib.figure import Figure
 
+    if not out.strip():
+        raise CliError(f"--out is empty; expected a .png file name such as {DEFAULT_OUT}")
     path = Path(out)
     if path.is_dir():
         raise CliError(f"--out: {out!r} is a folder; expected a file name such as {DEFAULT_OUT}")
     if not path.parent.exists():
         raise CliError(f"--out: folder {str(path.parent)!r} does not exist")
+    if not path.parent.is_dir():
+        raise CliError(f"--out: {str(path.parent)!r} is a file, not a folder")
     formats = Figure().canvas.get_supported_filetypes()
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in formats:
         raise CliError(f"--out: {out!r} has no known image suffix; expected one of "
                        f"{', '.join('.' + f for f in sorted(formats))}")
+    existed = path.exists()
+    try:  # append mode: an existing file is left as it is; a new one is removed again
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        reason = "permission denied" if isinstance(err, PermissionError) else (err.strerror or str(err))
+        raise CliError(f"--out: cannot write {out!r}: {reason}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
     return path
+
+
+def _check_figure_args(args) -> None:
+    check_int(args.points, "--points", minimum=0)
+    check_float(args.alpha, "--alpha", minimum=0.0, maximum=1.0)
+    check_int(args.dpi, "--dpi", minimum=DPI_RANGE[0], maximum=DPI_RANGE[1])
+    # render.figure: panels of 3.3 x 3.15 inches, 4 wide, or 1 + points wide with the points row.
+    width = round(3.3 * max(4, 1 + args.points) * args.dpi)
+    height = round(3.15 * (2 if args.points else 1) * args.dpi)
+    if max(width, height) > MAX_FIGURE_SIDE:
+        raise CliError(f"--dpi {args.dpi} with --points {args.points} gives a figure of up to {width}x{height} "
+                       f"px; at most {MAX_FIGURE_SIDE} px a side: lower --dpi or --points")
+    if args.cmap is not None:
+        check_colormap(args.cmap, "--cmap")
 
 
 def _methods_module():
@@ -157,23 +233,17 @@ def _methods_module():
 
 def _cmd_explain(args) -> int:
     out = _check_out(args.out)
-    if args.points < 0:
-        raise CliError(f"--points is {args.points}; expected 0 or more")
-    if not 0.0 <= args.alpha <= 1.0:
-        raise CliError(f"--alpha is {args.alpha}; expected a number in [0, 1]")
-    if args.cmap is not None:
-        import matplotlib
-
-        if args.cmap not in matplotlib.colormaps:
-            raise CliError(f"--cmap: {args.cmap!r} is not a matplotlib colormap")
+    _check_figure_args(args)
     base = _methods_module()
     try:
-        base.get_method(args.method)
+        method = base.get_method(args.method)
     except ValueError as err:
         raise CliError(f"--method: {err}") from None
-    options = {}
-    for text in args.option:
-        options.update(_parse_assignments(text, "--option"))
+    options = _method_options(args.method, method.options, args.option)
+    try:
+        explainer = method(**options)
+    except SimvizError as err:
+        raise CliError(f"--option: {err}") from None
 
     if args.query is None:
         from .datasets import default_pair
@@ -202,11 +272,22 @@ def _cmd_explain(args) -> int:
         given = ", ".join(f"--{k}" for k in load_options)
         raise CliError(f"--model: model {args.model!r} does not accept {given} ({err})") from None
     try:
-        explanation = base.explain(model, query, reference, method=args.method, **options)
-    except TypeError as err:  # unknown method option: the Explainer names it
-        if "option" in str(err):
+        prepared = {side: model.prepare(image, name=side)
+                    for side, image in (("query", query), ("reference", reference))}
+    except SimvizError as err:
+        raise CliError(str(err)) from None
+    # Options that only the image size makes wrong (window=9999): that check alone, ahead of the run,
+    # since it raises a plain ValueError (a ValueError from inside the run may be a bug: not caught).
+    fits = getattr(explainer, "_check_size", None)
+    for side, image in prepared.items() if fits is not None else ():
+        try:
+            fits(side, tuple(image.tensor.shape[-2:]))
+        except (SimvizError, ValueError) as err:
             raise CliError(f"--option: {err}") from None
-        raise
+    try:
+        explanation = explainer(model, prepared["query"], prepared["reference"])
+    except SimvizError as err:
+        raise CliError(f"--method {args.method}: {err}") from None
 
     figure = explanation.to_figure(points=args.points, cmap=args.cmap, alpha=args.alpha,
                                    reading=args.reading)
@@ -255,11 +336,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(None if argv is None else [str(a) for a in argv])
     except SystemExit as stop:  # argparse already printed usage and the error
         return int(stop.code or 0)
-    try:
-        return _COMMANDS[args.command](args)
-    except CliError as err:
-        print(f"simviz {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        print(f"simviz {args.command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line
+        try:
+            return _COMMANDS[args.command](args)
+        except (CliError, SimvizError) as err:  # SimvizError: a boundary's refusal of bad input
+            print(f"simviz {args.command}: error: {err}", file=sys.stderr)
+            return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,15 +19,18 @@ Coordinates are (row, col) in pixels, pixel centres at integer positions.
 
 from __future__ import annotations
 
-import io
+import numbers
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from .checks import InputError, check_choice, check_float, check_floats, check_instance, check_int, check_shape2
+from .image_io import ImageInputError, array_to_rgb, describe, pil_to_rgb, read_image_bytes, read_image_file, \
+    tensor_to_rgb
 
 __all__ = [
     "PreprocessConfig",
@@ -52,8 +55,20 @@ _PIL_INTERPOLATION = {
 }
 
 
-class ImageInputError(ValueError):
-    """An image given by the user is not something we can show to a model."""
+#: Largest side accepted for ``resize_short`` and ``input_size``: beyond it a typo, not a model input.
+MAX_SIDE = 16384
+
+
+def _per_channel(value: Any, name: str, **bounds) -> tuple[float, float, float]:
+    """One or three numbers (R, G, B), each checked with ``check_float(**bounds)`` -> 3 floats."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return (check_float(value, name, **bounds),) * 3
+    floats = check_floats(value, name, **bounds)
+    if len(floats) not in (1, 3):
+        raise InputError(f"{name}={floats!r} has {len(floats)} values; expected 1 or 3 (R, G, B)")
+    return floats * 3 if len(floats) == 1 else floats
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,13 @@ class PreprocessConfig:
     ``input_size`` (rows, cols). ``resize_short=None``: resize straight to ``input_size`` (aspect
     not kept). ``input_size=None``: keep the picture's own size (after ``resize_short`` if given) —
     fully convolutional models accept any size.
+
+    Every field is checked when the config is made (an :class:`~simviz_widgets.checks.InputError`
+    or ``InputTypeError`` naming it) and stored in canonical form, never the caller's object:
+    ``input_size`` None, an int n (-> (n, n)) or (rows, cols) ints in [1, MAX_SIDE];
+    ``resize_short`` None or an int in [1, MAX_SIDE]; ``interpolation`` one of 'bicubic',
+    'bilinear', 'nearest', 'lanczos'; ``mean`` one or three finite numbers (-> 3 floats);
+    ``std`` likewise, each > 0; ``scale`` a finite number > 0.
     """
 
     input_size: tuple[int, int] | None = (224, 224)
@@ -74,23 +96,28 @@ class PreprocessConfig:
     scale: float = 1.0 / 255.0  # RGB uint8 -> model range before mean/std
 
     def __post_init__(self):
-        if self.input_size is not None:
-            size = self.input_size
-            if isinstance(size, int):
-                object.__setattr__(self, "input_size", (int(size), int(size)))
-            elif len(size) != 2 or min(size) < 1:
-                raise ValueError(f"input_size must be (rows, cols) of positive ints, got {size!r}")
-            else:
-                object.__setattr__(self, "input_size", (int(size[0]), int(size[1])))
-        if self.interpolation not in _PIL_INTERPOLATION:
-            raise ValueError(
-                f"interpolation {self.interpolation!r} is not known; expected one of "
-                f"{sorted(_PIL_INTERPOLATION)}"
-            )
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise ValueError("mean and std must have three entries (R, G, B)")
-        if any(s <= 0 for s in self.std):
-            raise ValueError(f"std entries must be positive, got {self.std}")
+        label = "PreprocessConfig"
+        size = self.input_size
+        if isinstance(size, numbers.Integral):
+            side = check_int(size, f"{label} input_size", minimum=1, maximum=MAX_SIDE)
+            size = (side, side)
+        elif size is not None:
+            size = check_shape2(size, f"{label} input_size")
+            for k, side in enumerate(size):
+                check_int(side, f"{label} input_size[{k}]", maximum=MAX_SIDE)
+        short = self.resize_short
+        if short is not None:
+            short = check_int(short, f"{label} resize_short", minimum=1, maximum=MAX_SIDE)
+        canonical = {
+            "input_size": size,
+            "resize_short": short,
+            "interpolation": check_choice(self.interpolation, f"{label} interpolation", tuple(_PIL_INTERPOLATION)),
+            "mean": _per_channel(self.mean, f"{label} mean"),
+            "std": _per_channel(self.std, f"{label} std", above=0.0),
+            "scale": check_float(self.scale, f"{label} scale", above=0.0),
+        }
+        for key, value in canonical.items():
+            object.__setattr__(self, key, value)
 
     @classmethod
     def from_timm(cls, module: torch.nn.Module) -> "PreprocessConfig | None":
@@ -150,130 +177,35 @@ class PreparedImage:
         )
 
 
-def _describe(x: Any) -> str:
-    if isinstance(x, (np.ndarray, torch.Tensor)):
-        return f"{type(x).__name__} of shape {tuple(x.shape)} and dtype {x.dtype}"
-    return type(x).__name__
-
-
-def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
-    """numpy (H, W), (H, W, 1|3|4) uint8 or float in [0, 1] -> (H, W, 3) uint8 (a new array)."""
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
-        raise ImageInputError(
-            f"{name} has shape {arr.shape}, which looks channels-first; numpy images are "
-            "expected as (H, W) or (H, W, C). Use arr.transpose(1, 2, 0)."
-        )
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3:
-        raise ImageInputError(
-            f"{name} has shape {arr.shape}; expected (H, W) grayscale or (H, W, C) with C in 1, 3, 4"
-        )
-    channels = arr.shape[2]
-    if channels not in (1, 3, 4):
-        raise ImageInputError(
-            f"{name} has {channels} channels; expected RGB (3), RGBA (4) or grayscale (1)"
-        )
-    if arr.shape[0] < 2 or arr.shape[1] < 2:
-        raise ImageInputError(
-            f"{name} is {arr.shape[0]}x{arr.shape[1]} pixels; expected at least 2x2 "
-            "(an empty or single-pixel image has nothing to explain)"
-        )
-    if arr.dtype == np.uint8:
-        out = arr.astype(np.uint8, copy=True)
-    elif arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
-        raise ImageInputError(
-            f"{name} has dtype {arr.dtype}; expected uint8 (0..255) or float (0..1). "
-            "Convert with arr.astype(np.uint8) if the values are 0..255."
-        )
-    elif np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)):
-            raise ImageInputError(f"{name} contains NaN or infinite values; expected finite pixels")
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            raise ImageInputError(
-                f"{name} is float with values in [{lo:.3g}, {hi:.3g}]; expected floats in [0, 1]. "
-                "Divide by 255 for 0..255 data; pass the unnormalised picture, not the model tensor."
-            )
-        out = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
-    else:
-        raise ImageInputError(f"{name} has dtype {arr.dtype}; expected uint8 or float")
-    if channels == 1:
-        out = np.repeat(out, 3, axis=2)
-    elif channels == 4:
-        # Composite on white: transparent regions would otherwise show arbitrary RGB.
-        rgb = out[:, :, :3].astype(np.float32)
-        a = out[:, :, 3:4].astype(np.float32) / 255.0
-        out = np.round(rgb * a + 255.0 * (1 - a)).astype(np.uint8)
-    return np.ascontiguousarray(out)
-
-
 def to_rgb_uint8(source: ImageLike, *, name: str = "image") -> np.ndarray:
     """Load ``source`` as an (H, W, 3) uint8 RGB array. Never modifies ``source``.
 
-    Accepts a file path, a PIL image (EXIF orientation applied), a numpy array (H, W) or (H, W, C),
-    uint8 or float in [0, 1], or a torch tensor (C, H, W), (1, C, H, W) or (H, W, C) likewise.
+    Accepts a file path, encoded bytes, a PIL image (EXIF orientation applied), a numpy array (H, W)
+    or (H, W, C), or a torch tensor (C, H, W), (1, C, H, W) or (H, W, C). Values: uint8 as is;
+    16-bit (uint16, PIL I;16 / I, 16-bit files, grey or RGB) by the fixed scale value / 257; float
+    in [0, 1] times 255 — never a per-image stretch (:mod:`simviz_widgets.image_io` has the rules).
+    A file with several frames gives its first, with a warning.
     """
     if isinstance(source, PreparedImage):
         return source.display.copy()
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise ImageInputError(f"{name}: file {str(path)!r} does not exist")
-        if path.is_dir():
-            raise ImageInputError(f"{name}: {str(path)!r} is a folder; expected an image file")
-        try:
-            with Image.open(path) as img:
-                img.load()
-                return to_rgb_uint8(img, name=name)
-        except (UnidentifiedImageError, OSError) as err:
-            raise ImageInputError(
-                f"{name}: {str(path)!r} is not an image file PIL can read "
-                "(expected PNG, JPEG, BMP, TIFF, WebP, ...)"
-            ) from err
-    if isinstance(source, bytes):
-        try:
-            with Image.open(io.BytesIO(source)) as img:
-                img.load()
-                return to_rgb_uint8(img, name=name)
-        except (UnidentifiedImageError, OSError) as err:
-            raise ImageInputError(f"{name}: bytes are not an encoded image") from err
+        return read_image_file(source, name)
+    if isinstance(source, (bytes, bytearray)):
+        return read_image_bytes(bytes(source), name)
     if isinstance(source, Image.Image):
-        img = ImageOps.exif_transpose(source)
-        if img.mode in ("I;16", "I", "F"):
-            arr = np.asarray(img, dtype=np.float64)
-            span = arr.max() - arr.min()
-            arr = (arr - arr.min()) / span if span > 0 else np.zeros_like(arr)
-            return _array_to_rgb(arr, name)
-        if img.mode in ("RGBA", "LA", "P", "PA"):
-            img = img.convert("RGBA")
-        elif img.mode != "RGB":
-            img = img.convert("RGB")
-        return _array_to_rgb(np.array(img), name)
+        return pil_to_rgb(source, name)
     if isinstance(source, torch.Tensor):
-        t = source.detach().cpu()
-        if t.ndim == 4:
-            if t.shape[0] != 1:
-                raise ImageInputError(
-                    f"{name} is a batch of {t.shape[0]} images ({_describe(source)}); expected one image"
-                )
-            t = t[0]
-        if t.ndim == 3 and t.shape[0] in (1, 3, 4) and t.shape[-1] not in (1, 3, 4):
-            t = t.permute(1, 2, 0)
-        elif t.ndim == 3 and t.shape[0] in (1, 3, 4) and t.shape[-1] in (1, 3, 4):
-            t = t.permute(1, 2, 0)  # ambiguous tiny case: torch convention is channels-first
-        if t.dtype in (torch.float16, torch.bfloat16):
-            t = t.float()
-        return _array_to_rgb(t.numpy(), name)
+        return tensor_to_rgb(source, name)
     if isinstance(source, np.ndarray):
-        return _array_to_rgb(source, name)
+        return array_to_rgb(source, name)
     raise ImageInputError(
-        f"{name} is a {_describe(source)}; expected a file path, PIL image, numpy array or torch tensor"
+        f"{name} is a {describe(source)}; expected a file path, PIL image, numpy array or torch tensor"
     )
 
 
 def prepare_image(source: ImageLike, config: PreprocessConfig, *, name: str = "image") -> PreparedImage:
     """Resize/crop ``source`` per ``config``; return the model tensor and the identical display crop."""
+    check_instance(config, "config", PreprocessConfig)
     if isinstance(source, PreparedImage):
         return source
     rgb = to_rgb_uint8(source, name=name)

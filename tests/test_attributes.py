@@ -138,7 +138,7 @@ def test_ranking_known_answer_hand_built_predictor():
     # Prior only: the fitted prior's order. Both sides' confidence: red is the only colour on both.
     assert explain_attributes(model, pred, query, reference,
                               weights={"confidence": 0, "agreement": 0, "prior": 1}).attributes == ["green", "blue", "red"]
-    with pytest.raises(ValueError, match="agreement is 'cosine'"):
+    with pytest.raises(ValueError, match="agreement='cosine' is not one of"):
         explain_attributes(model, pred, query, reference, agreement="cosine")
     both = explain_attributes(model, pred, query, reference, sides="both",
                               weights={"confidence": 1, "agreement": 0, "prior": 0})
@@ -228,21 +228,21 @@ def test_explain_attributes_errors():
     model = load("mean_color", metric="dot", size=32)
     pred = _rgb_predictor()
     img = _colour_image([(0, 0, (255, 0, 0))])
-    with pytest.raises(ValueError, match="unknown component"):
+    with pytest.raises(ValueError, match=r"weights has unknown key\(s\) \['colour'\]"):
         explain_attributes(model, pred, img, img, weights={"colour": 1.0})
-    with pytest.raises(ValueError, match="weights\\['prior'\\] is nan"):
+    with pytest.raises(ValueError, match="weights\\['prior'\\]=nan must be a finite number"):
         explain_attributes(model, pred, img, img, weights={"prior": float("nan")})
-    with pytest.raises(ValueError, match="sides is 'left'"):
+    with pytest.raises(ValueError, match="sides='left' is not one of"):
         explain_attributes(model, pred, img, img, sides="left")
-    with pytest.raises(TypeError, match="expected an AttributePredictor"):
+    with pytest.raises(TypeError, match="predictor must be an AttributePredictor"):
         explain_attributes(model, object(), img, img)
     with pytest.raises(ValueError, match="expects 16 feature channels"):
         explain_attributes(model, AttributePredictor(("a",), 16), img, img)
-    with pytest.raises(ValueError, match="pooling 'sum'"):
+    with pytest.raises(ValueError, match="pooling='sum' is not one of"):
         AttributePredictor(("a",), 3, pooling="sum")
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(ValueError, match=r"names repeats \['a'\]"):
         AttributePredictor(("a", "a"), 3)
-    with pytest.raises(ValueError, match="prior must be 3"):
+    with pytest.raises(ValueError, match=r"prior has shape \(1,\); expected 3 values, one per attribute"):
         pred.set_prior([0.5])
     with pytest.raises(ValueError, match="saliency_weight"):
         fit_attribute_predictor(model, AttributeData([img, img], np.array([[True], [False]]), ("a",),
@@ -274,9 +274,9 @@ def test_attribute_panel_clicks_overlay_maps_on_viewer():
     panel.bars._handle_custom_msgs(None, {"event": "element_click", "data": {"index": index}})
     assert panel.selected is None and seen[-1] is None
     assert viewer.explanation is ranking.explanation
-    with pytest.raises(ValueError, match="'purple' is not shown"):
+    with pytest.raises(ValueError, match=r"attribute='purple' is not one of \['red', 'green', 'blue'\]"):
         panel.select("purple")
-    with pytest.raises(TypeError, match="expected the AttributeRanking"):
+    with pytest.raises(TypeError, match="an AttributeRanking from explain_attributes"):
         AttributePanel([1, 2])
     panel.to_figure()
 
@@ -320,10 +320,95 @@ def test_attribute_panel_for_viewer_reranks_on_new_pair_and_composes_in_explorer
     assert panel.selected is None and panel.ranking.attributes[0] == "blue"
     assert panel.ranking.explanation is viewer.explanation
     assert not any(m.startswith("attribute:") for m in viewer.method_dropdown.options)
-    with pytest.raises(TypeError, match="expected an AttributePredictor"):
+    with pytest.raises(TypeError, match="predictor must be an AttributePredictor"):
         AttributePanel.for_viewer(viewer, object())
     with pytest.raises(ValueError, match="viewer has no model"):
         AttributePanel.for_viewer(PairViewer.from_explanation(viewer.explanation), pred)
     with pytest.raises(TypeError, match="attributes is int"):
         PairExplorer(model, _colour_image([]), _colour_image([]), attributes=3)
     explorer.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# predictor files: every way a file can be wrong is an InputError naming the file and the problem
+
+
+def _saved_blob(names=("red", "green"), channels=4):
+    predictor = AttributePredictor(names, channels)
+    predictor.set_prior([0.25] * len(names))
+    return {"state_dict": predictor.state_dict(), "names": list(names), "in_channels": channels,
+            "kernel_size": 1, "pooling": "mean"}
+
+
+def _nan_weights(blob):
+    blob["state_dict"]["conv.weight"][0, 0] = float("nan")
+    return blob
+
+
+def _other_shapes(blob):
+    blob["state_dict"] = _saved_blob(("a", "b", "c"))["state_dict"]  # three attributes' weights, two names
+    return blob
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda path: path.write_bytes(b""), r"could not be read \(EOFError"),  # was: a bare EOFError
+    (lambda path: path.write_bytes(b"not a torch file"), "could not be read"),
+    (lambda path: torch.save({k: v for k, v in _saved_blob().items() if k != "in_channels"}, path),
+     r"expected a dict with \['state_dict', 'names', 'in_channels'"),  # was: a bare KeyError
+    (lambda path: torch.save([1, 2], path), "it holds list"),
+    (lambda path: torch.save({**_saved_blob(), "names": "ab"}, path), "names='ab' must be a sequence"),
+    (lambda path: torch.save({**_saved_blob(), "names": ["red", "red"]}, path), r"names repeats \['red'\]"),
+    (lambda path: torch.save({**_saved_blob(), "names": ["red", ""]}, path), r"names\[1\] is empty"),
+    (lambda path: torch.save(_nan_weights(_saved_blob()), path),
+     r"state_dict\['conv.weight'\] has NaN"),  # was: loaded silently
+    (lambda path: torch.save(_other_shapes(_saved_blob()), path),
+     r"state_dict\['prior'\] has shape \(3,\); expected \(2,\) for 2 attributes on 4 channels"),
+    (lambda path: torch.save({**_saved_blob(), "kernel_size": 2}, path), "kernel_size=2 is not one of"),
+    (lambda path: torch.save({**_saved_blob(), "in_channels": True}, path), "in_channels=True must be an integer"),
+    (lambda path: torch.save({**_saved_blob(), "state_dict": {}}, path), r"state_dict lacks key\(s\)"),
+])
+def test_a_bad_predictor_file_is_an_input_error_naming_the_file(tmp_path, make, message):
+    from simviz_widgets.checks import InputError, SimvizError
+
+    path = tmp_path / "predictor.pt"
+    make(path)
+    with pytest.raises(SimvizError, match=message) as info:
+        AttributePredictor.load(path)
+    assert isinstance(info.value, (InputError, TypeError)) and str(path) in str(info.value)
+
+
+def test_predictor_names_are_distinct_non_empty_strings():
+    """Was: ``names='ab'`` made two attributes 'a' and 'b'; ``[1, 2]`` became '1' and '2'."""
+    from simviz_widgets.checks import InputError, InputTypeError
+
+    with pytest.raises(InputTypeError, match="names='ab' must be a sequence"):
+        AttributePredictor("ab", 3)
+    with pytest.raises(InputTypeError, match=r"names\[0\]=1 must be a string"):
+        AttributePredictor([1, 2], 3)
+    with pytest.raises(InputError, match="names is empty"):
+        AttributePredictor([], 3)
+    with pytest.raises(InputTypeError, match="in_channels=True must be an integer"):
+        AttributePredictor(["a"], True)
+    with pytest.raises(InputError, match="in_channels=0 must be >= 1"):
+        AttributePredictor(["a"], 0)
+    with pytest.raises(InputError, match=r"prior has values outside \[0, 1\]"):
+        AttributePredictor(["a"], 3).set_prior([1.5])
+    assert AttributePredictor(np.array(["a", "b"]), np.int64(3)).names == ("a", "b")
+
+
+def test_save_refuses_what_load_would_refuse(tmp_path):
+    from simviz_widgets.checks import InputError
+
+    predictor = AttributePredictor(["a", "b"], 4)
+    with pytest.raises(InputError, match="folder .* does not exist"):
+        predictor.save(tmp_path / "missing" / "p.pt")
+    with torch.no_grad():
+        predictor.conv.bias[1] = float("inf")
+    path = tmp_path / "p.pt"
+    with pytest.raises(InputError, match=r"\['conv.bias'\] have NaN or infinite values"):
+        predictor.save(path)
+    assert not path.exists()  # nothing half-written
+    with torch.no_grad():
+        predictor.conv.bias[1] = 0.0
+    predictor.save(str(path))
+    assert AttributePredictor.load(str(path)).names == ("a", "b")

@@ -1,5 +1,7 @@
 """The ``simviz`` command line: end to end, listings, and every error path (exit code 2)."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -131,3 +133,216 @@ def test_package_loads_widgets_only_when_asked():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "has no attribute 'no_such_name'" in done.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Hardening: every bad input is one line on stderr and exit code 2, found before the computation
+# where it can be; options parsed by the type each method declares; the chosen method runs.
+
+
+def _one_error_line(captured):
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    return lines[0]
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fails the test if the command gets as far as loading a model (the costly part)."""
+    import simviz_widgets.models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded: the error was not found before the computation")
+
+    monkeypatch.setattr(simviz_widgets.models, "load", refuse)
+
+
+TINY = ["--model", "tiny_test"]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--method", "rise", "-o", "masks=-1"], ["--option", "masks=-1", ">= 1"]),
+        (["--method", "sliding_window", "-o", "stride=0"], ["--option", "stride=0", ">= 1"]),
+        (["--method", "rise", "-o", "masks=ten"], ["--option", "masks='ten'", "integer"]),
+        (["--method", "rise", "-o", "masks=2.5"], ["--option", "masks='2.5'", "integer"]),
+        (["--method", "rise", "-o", "keep=nan"], ["--option", "keep", "finite"]),
+        (["--method", "rise", "-o", "keep=1.5"], ["--option", "keep=1.5"]),
+        (["--method", "rise", "-o", "similarity=cos"], ["--option", "similarity", "'cosine'"]),
+        (["-o", "bias=maybe"], ["--option", "bias='maybe'", "true", "false"]),
+        (["-o", "bias=2"], ["--option", "bias='2'", "true"]),
+        (["-o", "bias="], ["--option", "bias=''"]),
+        (["--method", "gradcam", "-o", "bias=false"], ["--option", "'gradcam'", "bias", "relu"]),
+        (["--method", "similarity_map", "-o", "x=1"], ["--option", "'x'", "no options"]),
+        (["-o", "bias"], ["--option", "'bias' is not KEY=VALUE"]),
+        (["--dpi", "0"], ["--dpi", "0", "[10, 1200]"]),
+        (["--dpi", "100000"], ["--dpi", "100000", "[10, 1200]"]),
+        (["--dpi", "1200", "--points", "40"], ["--dpi", "--points", "px"]),
+        (["--alpha", "nan"], ["--alpha", "nan"]),
+        (["--out", ""], ["--out", "empty", ".png"]),
+        (["--out", "   "], ["--out", "empty", ".png"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_before_computing(argv, expected, tmp_path, capsys, monkeypatch, no_model):
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", *TINY, *argv]) == 2
+    line = _one_error_line(capsys.readouterr())
+    assert line.startswith("simviz explain: error: ")
+    for fragment in expected:
+        assert fragment in line, (fragment, line)
+    assert not any(tmp_path.iterdir())
+
+
+def test_option_that_does_not_fit_the_image_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    """window=9999 is only wrong for the image size: found when the method meets the images."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", *TINY, "--method", "sliding_window", "-o", "window=9999"]) == 2
+    line = _one_error_line(capsys.readouterr())
+    assert "window=9999" in line and "larger than" in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_out_in_a_file_instead_of_a_folder(tmp_path, capsys, no_model):
+    parent = tmp_path / "notes.txt"
+    parent.write_text("a file")
+    assert main(["explain", *TINY, "--out", parent / "x.png"]) == 2
+    line = _one_error_line(capsys.readouterr())
+    assert "--out" in line and "notes.txt" in line and "not a folder" in line
+
+
+def test_out_in_a_read_only_folder(tmp_path, capsys, no_model):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running with privileges that write into a read-only folder (root)")
+        assert main(["explain", *TINY, "--out", folder / "x.png"]) == 2
+        line = _one_error_line(capsys.readouterr())
+        assert "--out" in line and "cannot write" in line and "permission denied" in line
+        assert not any(folder.iterdir())
+    finally:
+        folder.chmod(0o755)
+
+
+def test_unwritable_out_is_found_before_computing(tmp_path, capsys, monkeypatch, no_model):
+    import simviz_widgets.cli as cli
+
+    target = tmp_path / "x.png"
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli, "open", refuse, raising=False)  # as a read-only folder does to non-root
+    assert main(["explain", *TINY, "--out", target]) == 2
+    line = _one_error_line(capsys.readouterr())
+    assert f"cannot write {str(target)!r}: permission denied" in line
+
+
+def test_checking_out_leaves_an_existing_file_and_no_new_one(tmp_path, capsys, monkeypatch, no_model):
+    existing = tmp_path / "old.png"
+    existing.write_bytes(b"keep me")
+    assert main(["explain", *TINY, "--out", existing, "--method", "rise", "-o", "masks=0"]) == 2
+    assert existing.read_bytes() == b"keep me"
+    assert main(["explain", *TINY, "--out", tmp_path / "new.png", "--method", "rise", "-o", "masks=0"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.png"]
+
+
+def _bomb(path):
+    import struct
+    import zlib
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_decompression_bomb_image_is_one_line_exit_2(tmp_path, capsys, no_model):
+    bomb = _bomb(tmp_path / "bomb.png")
+    assert main(["explain", bomb, "chelsea", "--out", tmp_path / "x.png"]) == 2
+    line = _one_error_line(capsys.readouterr())
+    assert "query" in line and "bomb.png" in line and "10,000,000,000 pixels" in line
+
+
+def test_unreadable_image_is_one_line_exit_2(tmp_path, capsys, monkeypatch, no_model):
+    path = tmp_path / "locked.png"
+    Image.fromarray(load_photo("coffee")).save(path)
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):  # root reads it anyway: simulate what a normal user gets
+            def refuse(*args, **kwargs):
+                raise PermissionError(13, "Permission denied", str(path))
+
+            monkeypatch.setattr(Image, "open", refuse)
+        assert main(["explain", "chelsea", path, "--out", tmp_path / "x.png"]) == 2
+    finally:
+        path.chmod(0o644)
+    line = _one_error_line(capsys.readouterr())
+    assert "reference" in line and "locked.png" in line and "cannot be read: permission denied" in line
+
+
+def _printed(out: str) -> dict:
+    score_line, error_line = out.splitlines()[:2]
+    method = score_line.split("method ")[1].rstrip(")")
+    error = error_line.split("completeness error: ")[1]
+    return {"method": method, "error": None if error.startswith("n/a") else float(error)}
+
+
+@pytest.mark.parametrize("word, bias", [("false", False), ("False", False), ("no", False), ("0", False),
+                                        ("TRUE", True), ("yes", True), ("1", True)])
+def test_flag_options_parse_true_and_false_words(word, bias, tmp_path, capsys):
+    """-o bias=false runs with the bias off: the tiny model's head bias is then left out of the
+    decomposition, which misses the score by ~6e-3 (vs ~1e-8 with it)."""
+    assert main(["explain", *TINY, "--points", "0", "-o", f"bias={word}", "--out", tmp_path / "x.png"]) == 0
+    printed = _printed(capsys.readouterr().out)
+    assert printed["method"] == "decomposition"
+    if bias:
+        assert printed["error"] < 1e-6
+    else:
+        assert 1e-3 < printed["error"] < 3e-2
+
+
+def test_typed_options_of_every_kind_reach_the_method(tmp_path, capsys):
+    out = tmp_path / "rise.png"
+    argv = ["explain", *TINY, "--points", "0", "--method", "rise", "--out", out,
+            "-o", "masks=6,grid=2", "-o", "keep=0.25", "-o", "seed=3", "-o", "similarity=model",
+            "-o", "show_progress=no", "-o", "both=yes"]
+    assert main(argv) == 0
+    assert _printed(capsys.readouterr().out) == {"method": "rise", "error": None}
+    _check_png(out)
+    argv = ["explain", *TINY, "--points", "0", "--method", "sliding_window", "--out", out,
+            "-o", "window=24,stride=20,fill=(0.1, 0.2, 0.3)", "-o", "show_progress=false"]
+    assert main(argv) == 0
+
+
+@pytest.mark.parametrize("method", ["gradcam", "similarity_map", "sfam"])
+def test_the_chosen_method_is_the_one_that_runs(method, tmp_path, capsys):
+    """Replacing --method by a fixed 'decomposition' must fail here: the printed method, the
+    completeness line and the figure all follow the method."""
+    figures = {}
+    for name in ("decomposition", method):
+        out = tmp_path / f"{name}.png"
+        assert main(["explain", *TINY, "--points", "0", "--method", name, "--out", out]) == 0
+        printed = _printed(capsys.readouterr().out)
+        assert printed["method"] == name
+        assert (printed["error"] is None) == (name != "decomposition")
+        with Image.open(out) as img:
+            figures[name] = np.asarray(img.convert("RGB"))
+    a, b = figures.values()
+    assert a.shape != b.shape or np.any(a != b)
+
+
+def test_animated_gif_runs_with_a_one_line_warning(tmp_path, capsys):
+    path = tmp_path / "anim.gif"
+    frames = [Image.fromarray(load_photo("coffee")[::4, ::4]), Image.fromarray(load_photo("rocket")[::4, ::4])]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50)
+    assert main(["explain", path, *TINY, "--points", "0", "--out", tmp_path / "x.png"]) == 0
+    err = capsys.readouterr().err
+    warning_lines = [line for line in err.splitlines() if "frames" in line]
+    assert len(warning_lines) == 1 and "anim.gif" in warning_lines[0] and "2 frames" in warning_lines[0]
+    assert warning_lines[0].startswith("simviz explain: warning: ")

@@ -112,9 +112,9 @@ def test_default_size_matches_the_default_model_input():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match="n is 0"):
+    with pytest.raises(ValueError, match="n=0 must be >= 1"):
         shared_object_pairs(n=0)
-    with pytest.raises(ValueError, match="objects \\['unicorn'\\]"):
+    with pytest.raises(ValueError, match="objects\\[0\\]='unicorn' is not one of"):
         shared_object_pairs(n=1, objects=["unicorn"])
     with pytest.raises(ValueError, match="at least two different"):
         shared_object_pairs(n=1, backgrounds=["brick", "brick"])

@@ -125,7 +125,7 @@ def test_similarity_target_gradient_flows_and_reference_is_detached():
 
 
 def test_similarity_target_errors():
-    with pytest.raises(ValueError, match="metric 'l1' is not known"):
+    with pytest.raises(ValueError, match=r"metric='l1' is not one of \['cosine', 'dot', 'euclidean'\]"):
         SimilarityTarget(torch.ones(3), metric="l1")
     with pytest.raises(ValueError, match=r"reference_embedding has shape \(2, 3\); expected one embedding"):
         SimilarityTarget(torch.ones(2, 3))
@@ -186,7 +186,7 @@ def test_gradcam_equals_pytorch_grad_cam_with_similarity_target(which, request):
 
 
 # ------------------------------------------------------------------------------------------
-# Identities between the gradient methods and the decomposition (METHODS.md §3)
+# Identities between the gradient methods and the decomposition (docs/methods.md, "Gradient methods")
 
 
 def test_gap_dot_gradcam_is_decomposition_minus_constant():

@@ -384,7 +384,7 @@ def test_selecting_shows_the_attribute_on_a_viewer_and_clearing_restores():
     assert viewer.explanation.method == f"attribute:{ranking.attributes[1]}"
     panel.bars._handle_custom_msgs(None, {"event": "element_click", "data": {"index": 1}})
     assert panel.selected is None and seen[-1] is None and viewer.explanation is ranking.explanation
-    with pytest.raises(ValueError, match="width is 50"):
+    with pytest.raises(ValueError, match="width=50 must be >= 160"):
         AttributePanel(ranking, width=50)
 
 
@@ -428,3 +428,40 @@ def test_closing_a_panel_frees_every_widget_it_made():
     attributes.close()  # twice is harmless
     left = made_since(before)
     assert all(name == "Layout" or name.endswith("Style") for name in left), left
+
+
+def test_closed_panels_refuse_every_change_by_name():
+    """Was: a closed attribute panel still ran its selection (pushing maps into a viewer and calling
+    back) and a closed overall panel redrew on closed canvases."""
+    from simviz_widgets.widgets.session import WidgetClosedError
+
+    class StubViewer:
+        def __init__(self, explanation):
+            self.explanation = explanation
+
+        def set_explanation(self, explanation):
+            self.explanation = explanation
+
+    ranking = make_ranking()
+    viewer = StubViewer(ranking.explanation)
+    seen = []
+    attributes = AttributePanel(ranking, viewer=viewer, on_select=seen.append)
+    overall = OverallPanel(decomposition_like(), size=64)
+    seen.clear()  # the construction's own "nothing selected"
+    attributes.close()
+    overall.close()
+    attributes.close()  # twice is fine
+    overall.close()
+    for change in (lambda: attributes.select(ranking.attributes[0]), attributes.clear_selection,
+                   lambda: attributes.set_ranking(make_ranking(seed=1)), lambda: attributes.on_select(print),
+                   lambda: setattr(attributes, "selected", ranking.attributes[0])):
+        with pytest.raises(WidgetClosedError, match="this AttributePanel is closed"):
+            change()
+    assert seen == [] and viewer.explanation is ranking.explanation and attributes.selected is None
+    # A bar click that arrives after close (from the browser) is dropped, not an error in a callback.
+    attributes._on_bar_click(attributes.bars, {"data": {"index": 0}})
+    assert seen == []
+    for name, value in (("explanation", rise_like()), ("cmap", "gray"), ("alpha", 0.2)):
+        with pytest.raises(WidgetClosedError, match="this OverallPanel is closed"):
+            setattr(overall, name, value)
+    assert overall.cmap is None

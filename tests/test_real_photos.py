@@ -35,7 +35,7 @@ def test_point_maps_find_the_true_match(default_model, kind, bar_corr, bar_contr
     assert rates["chance"] < 0.2
     assert rates["correspondence"] >= bar_corr
     assert rates["contribution"] >= bar_contrib
-    # The normalised reading is the better locator, as METHODS.md reports.
+    # The normalised reading is the better locator, as reported in docs/methods.md, "Activation decomposition".
     assert rates["correspondence"] > rates["contribution"]
 
 

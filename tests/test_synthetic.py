@@ -61,13 +61,13 @@ def test_render_known_pixels():
 
 
 def test_bad_input_errors():
-    with pytest.raises(ValueError, match="n is 0"):
+    with pytest.raises(ValueError, match="n=0 must be >= 1"):
         scene_pairs(0)
-    with pytest.raises(ValueError, match="size is 16"):
+    with pytest.raises(ValueError, match="size=16 must be >= 32"):
         scene_pairs(1, size=16)
-    with pytest.raises(ValueError, match="'purple' is not a synthetic attribute"):
+    with pytest.raises(ValueError, match="attributes\\[0\\]='purple' is not one of"):
         scene_pairs(1, attributes=("purple",))
-    with pytest.raises(ValueError, match="colour 'pink'"):
+    with pytest.raises(ValueError, match="objects\\[0\\].colour='pink' is not one of"):
         render_scene([SceneObject("pink", "square", "plain", "large", (32.0, 32.0), 12.0)])
     with pytest.raises(ValueError, match="'nope'"):
         attribute_group("nope")

@@ -100,7 +100,7 @@ def test_a_side_without_a_map_says_na_instead_of_a_darkened_photo(explanation, c
     assert commands.images(v.query_canvas[1])  # the query's map is there
     assert "not a share of the score" in v.colorbar.text  # RISE's maps are relevance, not a decomposition
     assert v.reading_toggle.disabled  # no point maps: nothing to read either way
-    with pytest.raises(ValueError, match="missing_maps entry is 'ref'"):
+    with pytest.raises(ValueError, match="missing_maps entry='ref' is not one of"):
         PairExplanation("rise", 0.0, explanation.query, explanation.reference, explanation.query_map,
                         explanation.reference_map, False, missing_maps=("ref",))
 
@@ -112,7 +112,7 @@ def test_side_vocabulary_replaces_ternaries(explanation):
     from simviz_widgets.explain.base import other_side
 
     assert other_side("query") == "reference" and other_side("reference") == "query"
-    with pytest.raises(ValueError, match="side is 'ref'"):
+    with pytest.raises(ValueError, match="side='ref' is not one of"):
         explanation.image("ref")
     assert explanation.sums_to_score  # a decomposition: its maps sum to the score
     no_split = PairExplanation("gradcam", 0.5, explanation.query, explanation.reference, explanation.query_map,

@@ -242,32 +242,32 @@ def test_unusable_box_size_falls_back_to_canvas_pixels(viewer):
 def test_public_methods_reject_bad_points_with_clear_errors(viewer):
     with pytest.raises(ValueError, match="outside the image"):
         viewer.hover("query", 224, 10)
-    with pytest.raises(ValueError, match="query row is nan"):
+    with pytest.raises(ValueError, match="query row=nan must be a finite number"):
         viewer.hover("query", float("nan"), 10)
-    with pytest.raises(ValueError, match="source is 'left'"):
+    with pytest.raises(ValueError, match="source='left' is not one of"):
         viewer.pin("left", 1, 1)
-    with pytest.raises(ValueError, match="col is '3'"):
+    with pytest.raises(TypeError, match="reference col='3' must be a number"):
         viewer.pin("reference", 1, "3")
     assert viewer.hovered is None and viewer.pins == ()
 
 
 def test_constructor_errors_name_the_input(explanation):
-    with pytest.raises(ValueError, match="alpha is 1.5"):
+    with pytest.raises(ValueError, match=r"alpha=1.5 must be in \[0.0, 1.0\]"):
         PairViewer.from_explanation(explanation, alpha=1.5)
-    with pytest.raises(ValueError, match="size is 3"):
+    with pytest.raises(ValueError, match="size=3 must be >= 16"):
         PairViewer.from_explanation(explanation, size=3)
-    with pytest.raises(ValueError, match="reading is 'raw'"):
+    with pytest.raises(ValueError, match="reading='raw' is not one of"):
         PairViewer.from_explanation(explanation, reading="raw")
     with pytest.raises(ValueError, match="cmap 'nope' is not a matplotlib colormap"):
         PairViewer.from_explanation(explanation, cmap="nope")
-    with pytest.raises(TypeError, match="expected a PairExplanation"):
+    with pytest.raises(TypeError, match="explanation must be a PairExplanation"):
         PairViewer.from_explanation({"score": 1})
-    with pytest.raises(TypeError, match="state is a dict"):
+    with pytest.raises(TypeError, match=r"state must be a HoverState or None \(got dict\)"):
         PairViewer.from_explanation(explanation, state={})
     with pytest.raises(ValueError, match="model is None"):
         PairViewer(None, explanation.query, explanation.reference)
     viewer = PairViewer.from_explanation(explanation)
-    with pytest.raises(ValueError, match="alpha is -0.1"):
+    with pytest.raises(ValueError, match="alpha=-0.1 must be in"):
         viewer.alpha = -0.1
     with pytest.raises(ValueError, match="cmap 'jett'"):
         viewer.cmap = "jett"
@@ -410,7 +410,7 @@ def test_state_can_remove_pins_and_rejects_bad_ones():
     assert [p.source for p in state.pins] == ["reference"]
     with pytest.raises(IndexError, match="pin index 5"):
         state.remove_pin(5)
-    with pytest.raises(ValueError, match="query row is inf"):
+    with pytest.raises(ValueError, match="query row=inf must be a finite number"):
         state.add_pin("query", math.inf, 0)
 
 
@@ -636,3 +636,87 @@ def test_close_frees_every_widget_and_stops_following_the_state(explanation):
     assert not any(i in Widget.widgets for i in ids)
     state.add_pin("query", 1, 1)  # nothing is listening any more: no error, no drawing
     assert state._trait_notifiers.get("pins", {}).get("change", []) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# a closed widget refuses every change
+
+
+def _forward_counter(model):
+    """A list that grows by one per forward pass of ``model``'s module, and the hook's handle."""
+    calls = []
+    handle = model.module.register_forward_hook(lambda *_: calls.append(1))
+    return calls, handle
+
+
+def test_a_closed_viewer_refuses_every_change_and_runs_no_model():
+    """Was: after close() the viewer still pinned and cleared the shared state's pins, and hovering or
+    changing the colormap failed deep inside ipywidgets ('NoneType' has no attribute 'comm_id')."""
+    import simviz_widgets as sv
+    from simviz_widgets.checks import SimvizError
+    from simviz_widgets.widgets.session import WidgetClosedError
+
+    model = sv.load_model("tiny_test", seed=3)
+    rng = np.random.default_rng(4)
+    query, reference = rng.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+    state = HoverState()
+    v = PairViewer(model, query, reference, size=64, state=state)
+    v.pin("query", 3, 3)
+    pins, shown = state.pins, v.explanation
+    calls, handle = _forward_counter(model)
+    try:
+        v.close()
+        v.close()  # twice is fine
+        changes = {
+            "set_pair": lambda: v.set_pair(reference, query),
+            "set_model": lambda: v.set_model(model),
+            "set_explanation": lambda: v.set_explanation(shown),
+            "method": lambda: setattr(v, "method", "gradcam"),
+            "hover": lambda: v.hover("query", 3, 3),
+            "unhover": v.unhover,
+            "pin": lambda: v.pin("query", 5, 5),
+            "clear_pins": v.clear_pins,
+            "cancel_background": v.cancel_background,
+            "cmap": lambda: setattr(v, "cmap", "gray"),
+            "alpha": lambda: setattr(v, "alpha", 0.3),
+            "reading": lambda: setattr(v, "reading", "correspondence"),
+            "show_overall": lambda: setattr(v, "show_overall", False),
+            "explanation": lambda: setattr(v, "explanation", shown),
+            "overlay_max_side": lambda: setattr(v, "overlay_max_side", 8),
+        }
+        for name, change in changes.items():
+            with pytest.raises(WidgetClosedError, match="this PairViewer is closed") as info:
+                change()
+            assert isinstance(info.value, SimvizError) and isinstance(info.value, RuntimeError), name
+        # Browser events that arrive after close are dropped, not errors in a callback.
+        assert not v._handle_event("query", {"type": "mousemove", "relativeX": 3.0, "relativeY": 3.0})
+    finally:
+        handle.remove()
+    assert calls == [], "a closed viewer ran the model"
+    assert state.pins == pins and v.explanation is shown and v.cmap is None and v.alpha == DEFAULT_ALPHA
+    with pytest.raises(WidgetClosedError):
+        from simviz_widgets.widgets.comparison import MethodComparisonPanel
+
+        MethodComparisonPanel.for_viewer(v)
+
+
+def test_a_closed_explorer_refuses_changes_by_name(tiny):
+    from simviz_widgets.widgets.session import WidgetClosedError
+
+    rng = np.random.default_rng(5)
+    query, reference = rng.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+    explorer = PairExplorer(tiny, query, reference, size=64, panel_size=64)
+    shown = explorer.explanation
+    calls, handle = _forward_counter(tiny)
+    try:
+        explorer.close()
+        explorer.close()
+        for change in (lambda: explorer.set_pair(reference, query), lambda: explorer.set_model(tiny),
+                       lambda: explorer.set_explanation(shown)):
+            with pytest.raises(WidgetClosedError, match="this PairExplorer is closed"):
+                change()
+        with pytest.raises(WidgetClosedError, match="this OverallPanel is closed"):
+            explorer.panel.alpha = 0.2
+    finally:
+        handle.remove()
+    assert calls == []

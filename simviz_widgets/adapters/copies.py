@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 
+from ..checks import InputTypeError
 from .similarity_model import SimilarityModel
 
 __all__ = ["copy_model", "copy_parts", "wrap_like", "fast_inference_copy", "ModelCopies"]
@@ -20,14 +21,14 @@ __all__ = ["copy_model", "copy_parts", "wrap_like", "fast_inference_copy", "Mode
 def copy_parts(model: SimilarityModel):
     """Deep copies ``(module, head)`` made with one memo (shared layers stay shared)."""
     if not isinstance(model, SimilarityModel):
-        raise TypeError(f"model is a {type(model).__name__}; expected a SimilarityModel")
+        raise InputTypeError(f"model is a {type(model).__name__}; expected a SimilarityModel")
     return model.copy_parts()
 
 
 def copy_model(model: SimilarityModel, *, channels_last: bool = False, transform=None) -> SimilarityModel:
     """A deep copy of ``model`` re-wrapped identically (:meth:`SimilarityModel.copy`)."""
     if not isinstance(model, SimilarityModel):
-        raise TypeError(f"model is a {type(model).__name__}; expected a SimilarityModel")
+        raise InputTypeError(f"model is a {type(model).__name__}; expected a SimilarityModel")
     return model.copy(channels_last=channels_last, transform=transform)
 
 
@@ -55,7 +56,7 @@ class ModelCopies:
 
     def __init__(self, model: SimilarityModel, *, channels_last: bool = True):
         if not isinstance(model, SimilarityModel):
-            raise TypeError(f"model is a {type(model).__name__}; expected a SimilarityModel")
+            raise InputTypeError(f"model is a {type(model).__name__}; expected a SimilarityModel")
         self.model = model
         self.channels_last = channels_last
         self._free: list[SimilarityModel] = []

@@ -25,196 +25,31 @@ True
 from __future__ import annotations
 
 import copy
-import difflib
 import logging
 import threading
 import warnings
-from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_bool, check_choice, check_float, check_instance, check_str
 from ..images import ImageLike, PreparedImage, PreprocessConfig, prepare_image
+from .discovery import StopForward, capture, find_feature_point, probe_input, record_forward, resolve_layer
+from .errors import ModelAdapterError, ModelAdapterTypeError, adapter_check
+from .head import NO_OP_TYPES, RecordedHead, bn_affine, describe_module, essential, fold_exact_head, head_layers
+from .pooling import METRICS, POOLINGS, Pooling, is_global_size, pooling_from_module
 
 __all__ = ["SimilarityModel", "Pooling", "ModelAdapterError", "METRICS", "POOLINGS"]
 
 log = logging.getLogger("simviz_widgets")
 
-METRICS = ("cosine", "dot", "euclidean")
-POOLINGS = ("avg", "max", "gem", "flatten")
-_NO_OP_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.Flatten, nn.AlphaDropout)
-
-
-class ModelAdapterError(ValueError):
-    """The model cannot be seen as feature map -> pooling -> head as configured."""
-
-
-class _StopForward(Exception):
-    """Raised from a hook once the wanted tensor is captured, to skip the rest of the network."""
-
-
-# ------------------------------------------------------------------------------------------
-# Pooling
-
-
-@dataclass(frozen=True)
-class Pooling:
-    """Global pooling as a per-position weighting: ``p[c] = sum_i a(c, i) A_i[c]``."""
-
-    kind: str = "avg"
-    p: float = 3.0  # GeM power
-    eps: float = 1e-6  # GeM clamp, as in the usual GeM layers
-
-    def __post_init__(self):
-        if self.kind not in POOLINGS:
-            raise ModelAdapterError(f"pooling {self.kind!r} is not known; expected one of {POOLINGS}")
-        if self.kind == "gem" and not self.p > 0:
-            raise ModelAdapterError(f"GeM power must be positive, got {self.p}")
-
-    def prepare_features(self, feats: torch.Tensor) -> torch.Tensor:
-        """GeM pools clamped activations; decomposing the clamped map keeps the identity exact."""
-        return feats.clamp(min=self.eps) if self.kind == "gem" else feats
-
-    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
-        if self.kind == "avg":
-            return feats.mean(dim=(2, 3))
-        if self.kind == "max":
-            return feats.amax(dim=(2, 3))
-        if self.kind == "gem":
-            return feats.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
-        return feats.flatten(1)
-
-    def weights(self, feats: torch.Tensor) -> torch.Tensor:
-        """a (B, C, N) with ``pool(F)[b, c] == sum_i a[b, c, i] * prepare_features(F)[b, c, i]``."""
-        b, c, h, w = feats.shape
-        n = h * w
-        flat = self.prepare_features(feats).flatten(2)
-        if self.kind == "avg":
-            return torch.full_like(flat, 1.0 / n)
-        if self.kind == "max":
-            # One position per channel: the first argmax (torch.argmax returns the first maximum).
-            idx = flat.argmax(dim=2, keepdim=True)
-            return torch.zeros_like(flat).scatter_(2, idx, 1.0)
-        if self.kind == "gem":
-            pooled = flat.pow(self.p).mean(dim=2, keepdim=True).pow(1.0 / self.p)
-            return flat.pow(self.p - 1) / (n * pooled.pow(self.p - 1))
-        raise ModelAdapterError("flatten pooling has per-position head weights, not pooling weights")
-
-
-def _pooling_from_module(m: nn.Module) -> Pooling | None:
-    """Recognise a global pooling module (torch, timm, or a GeM layer with a ``p``)."""
-    if isinstance(m, nn.AdaptiveAvgPool2d) and _is_global(m.output_size):
-        return Pooling("avg")
-    if isinstance(m, nn.AdaptiveMaxPool2d) and _is_global(m.output_size):
-        return Pooling("max")
-    name = type(m).__name__
-    if name == "SelectAdaptivePool2d":  # timm
-        pool_type = getattr(m, "pool_type", "avg")
-        if pool_type in ("avg", "fast", "fastavg"):
-            return Pooling("avg")
-        if pool_type in ("max", "fastmax"):
-            return Pooling("max")
-        if pool_type == "":
-            return None
-        raise ModelAdapterError(
-            f"timm pooling {pool_type!r} is not decomposable here; use pooling='avg', 'max' or 'gem'"
-        )
-    if "gem" in name.lower() or "generalizedmean" in name.lower():
-        p = getattr(m, "p", 3.0)
-        p = float(p.detach().reshape(-1)[0]) if isinstance(p, torch.Tensor) else float(p)
-        eps = float(getattr(m, "eps", 1e-6))
-        return Pooling("gem", p=p, eps=eps)
-    return None
-
-
-def _is_global(size) -> bool:
-    if isinstance(size, int):
-        return size == 1
-    return all(s == 1 for s in size)
-
-
-# ------------------------------------------------------------------------------------------
-# Head
-
-
-class _RecordedHead(nn.Module):
-    """Replays the modules that ran after pooling, flattening where the model's forward did."""
-
-    def __init__(self, modules: Sequence[nn.Module], pooled_shape: tuple[int, ...]):
-        super().__init__()
-        self.layers = nn.ModuleList(modules)
-        self.pooled_shape = tuple(pooled_shape[1:])  # shape per image of the pool's own output
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        x = pooled.reshape(pooled.shape[0], *self.pooled_shape)
-        for layer in self.layers:
-            if isinstance(layer, (nn.Linear, nn.BatchNorm1d)) and x.ndim > 2:
-                x = x.flatten(1)
-            x = layer(x)
-        return x.flatten(1) if x.ndim > 2 else x
-
-
-def _essential(modules: Iterable[nn.Module]) -> list[nn.Module]:
-    return [m for m in modules if not isinstance(m, _NO_OP_TYPES)]
-
-
-def _head_layers(head: nn.Module) -> list[nn.Module]:
-    if isinstance(head, _RecordedHead):
-        return _essential(head.layers)
-    if isinstance(head, nn.Sequential):
-        return _essential(head)
-    return _essential([head])
-
-
-def _bn_affine(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
-    """BatchNorm1d in eval mode as y = s * x + t."""
-    var = bn.running_var if bn.track_running_stats and bn.running_var is not None else None
-    mean = bn.running_mean if var is not None else None
-    if var is None:
-        raise ModelAdapterError("BatchNorm1d without running statistics cannot be folded")
-    s = 1.0 / torch.sqrt(var + bn.eps)
-    if bn.affine:
-        s = s * bn.weight
-        t = bn.bias - mean * s
-    else:
-        t = -mean * s
-    return s.detach(), t.detach()
-
-
-def _fold_exact_head(layers: list[nn.Module], in_dim: int) -> tuple[str, torch.Tensor | None, torch.Tensor | None]:
-    """(kind, W, b) when ``layers`` is an affine chain (Linear / BatchNorm1d), else ('generic', None, None)."""
-    if not layers:
-        return "identity", None, None
-    if not all(isinstance(m, (nn.Linear, nn.BatchNorm1d)) for m in layers):
-        return "generic", None, None
-    dtype = next(iter(layers[0].parameters()), torch.zeros(())).dtype
-    W = torch.eye(in_dim, dtype=dtype)
-    b = torch.zeros(in_dim, dtype=dtype)
-    for m in layers:
-        if isinstance(m, nn.Linear):
-            if m.in_features != W.shape[0]:
-                return "generic", None, None
-            W = m.weight.detach() @ W
-            b = m.weight.detach() @ b + (m.bias.detach() if m.bias is not None else 0.0)
-        else:
-            s, t = _bn_affine(m)
-            if s.shape[0] != W.shape[0]:
-                return "generic", None, None
-            W = s[:, None] * W
-            b = s * b + t
-    kind = "linear" if any(isinstance(m, nn.Linear) for m in layers) else "batchnorm"
-    return kind, W.contiguous(), b.contiguous()
-
-
-# ------------------------------------------------------------------------------------------
-# Model
-
-
-def _describe_module(m: nn.Module) -> str:
-    text = repr(m).replace("\n", " ")
-    return text if len(text) < 90 else text[:87] + "..."
+# This module's former private helpers now live in pooling.py, head.py and discovery.py; the old
+# names stay importable from here.
+_NO_OP_TYPES, _StopForward, _describe_module = NO_OP_TYPES, StopForward, describe_module
+_pooling_from_module, _is_global = pooling_from_module, is_global_size
+_RecordedHead, _essential, _head_layers, _bn_affine, _fold_exact_head = (
+    RecordedHead, essential, head_layers, bn_affine, fold_exact_head)
 
 
 class SimilarityModel:
@@ -260,12 +95,15 @@ class SimilarityModel:
         -squared distance). ``preprocess``: PreprocessConfig (default: timm's config if present, else
         ImageNet mean/std, short side 256, centre crop 224).
         """
-        if not isinstance(module, nn.Module):
-            raise ModelAdapterError(
-                f"model must be a torch.nn.Module, got {type(module).__name__}"
-            )
-        if metric not in METRICS:
-            raise ModelAdapterError(f"metric {metric!r} is not known; expected one of {METRICS}")
+        adapter_check(check_instance, module, "model", nn.Module, "torch.nn.Module")
+        metric = adapter_check(check_choice, metric, "metric", METRICS)
+        gem_p = adapter_check(check_float, gem_p, "gem_p", above=0.0)
+        if name is not None:
+            adapter_check(check_str, name, "name")
+        if layer is not None:
+            adapter_check(check_instance, layer, "layer", (str, nn.Module), "str or nn.Module")
+            if isinstance(layer, str):
+                adapter_check(check_str, layer, "layer")
         self = cls()
         self.module = module
         self.metric = metric
@@ -283,140 +121,46 @@ class SimilarityModel:
             )
             module.eval()
 
-        if preprocess is None:
-            preprocess = PreprocessConfig.from_timm(module) or PreprocessConfig()
-        elif isinstance(preprocess, dict):
-            preprocess = PreprocessConfig(**preprocess)
-        elif not isinstance(preprocess, PreprocessConfig):
-            raise ModelAdapterError(
-                f"preprocess must be a PreprocessConfig or dict, got {type(preprocess).__name__}"
-            )
-        self.preprocess = preprocess
+        self.preprocess = _check_preprocess(preprocess, module)
 
         if isinstance(pooling, str):
-            pooling = Pooling(pooling, p=gem_p)
+            pooling = Pooling(adapter_check(check_choice, pooling, "pooling", POOLINGS), p=gem_p)
         elif pooling is not None and not isinstance(pooling, Pooling):
-            raise ModelAdapterError(
-                f"pooling must be one of {POOLINGS} or a Pooling, got {pooling!r}"
+            raise ModelAdapterTypeError(
+                f"pooling={pooling!r} must be one of {list(POOLINGS)}, a Pooling or None "
+                f"(got {type(pooling).__name__})"
             )
         if isinstance(head, str):
-            if head != "identity":
-                raise ModelAdapterError(f"head {head!r} is not known; expected 'identity' or an nn.Module")
+            adapter_check(check_choice, head, "head", ("identity",))
             head = nn.Identity()
         elif head is not None and not isinstance(head, nn.Module):
-            raise ModelAdapterError(f"head must be an nn.Module or 'identity', got {type(head).__name__}")
+            raise ModelAdapterTypeError(f"head must be an nn.Module or 'identity' (got {type(head).__name__})")
 
         self._discover(pooling, head)
         if layer is not None:
             self._set_decompose_layer(layer)
         return self
 
-    def _resolve_layer(self, layer: str | nn.Module) -> tuple[str, nn.Module]:
-        named = dict(self.module.named_modules())
-        if isinstance(layer, nn.Module):
-            for n, m in named.items():
-                if m is layer:
-                    return n, m
-            raise ModelAdapterError("layer module is not part of the model")
-        if not isinstance(layer, str) or layer not in named or layer == "":
-            convs = [n for n, m in named.items() if isinstance(m, nn.Conv2d)]
-            close = difflib.get_close_matches(str(layer), list(named), n=3)
-            hint = f" Did you mean {close}?" if close else ""
-            raise ModelAdapterError(
-                f"layer {layer!r} is not a module of {self.name}.{hint} Conv layers include: "
-                f"{convs[-5:]} (see model.named_modules())."
-            )
-        return layer, named[layer]
-
     def _probe_input(self, batch: int = 2) -> torch.Tensor:
-        size = self.preprocess.input_size or (224, 224)
-        gen = torch.Generator().manual_seed(0)
-        return torch.randn(batch, 3, *size, generator=gen).to(self.dtype)
+        return probe_input(self.preprocess, self.dtype, batch)
 
     def _discover(self, pooling: Pooling | None, head: nn.Module | None) -> None:
-        module = self.module
-        names = {m: n for n, m in module.named_modules()}
-        order: list[tuple[nn.Module, tuple, object]] = []
-
-        def record(m, inputs, output):
-            order.append((m, inputs, output))
-
-        handles = [m.register_forward_hook(record) for m in module.modules() if m is not module]
-        x = self._probe_input()
-        try:
-            with torch.no_grad():
-                out = module(x)
-        except Exception as err:  # the model cannot even run on an input of the configured size
-            raise ModelAdapterError(
-                f"{self.name} failed on a probe input of shape {tuple(x.shape)} "
-                f"(preprocess input_size={self.preprocess.input_size}): {err}"
-            ) from err
-        finally:
-            for h in handles:
-                h.remove()
-        if not isinstance(out, torch.Tensor):
-            raise ModelAdapterError(
-                f"{self.name} returns {type(out).__name__}; expected one embedding tensor (B, D). "
-                "Wrap the part of the model that returns the embedding."
-            )
-        if out.ndim != 2:
-            raise ModelAdapterError(
-                f"{self.name} returns a tensor of shape {tuple(out.shape)}; expected (B, D), one "
-                "1-D embedding per image. Pass head= to choose how features become an embedding."
-            )
-
-        # Find the global pooling: the last recognised pooling module that ran.
-        pool_index, model_pool = None, None
-        for k, (m, _, _) in enumerate(order):
-            pooling_found = _pooling_from_module(m)
-            if pooling_found is not None:
-                pool_index, model_pool = k, pooling_found
-        if pool_index is not None:
-            pool_module, pool_inputs, pool_output = order[pool_index]
-            feats = pool_inputs[0]
-            self._feature_point = (pool_module, "input")
-            self.feature_layer = self._producer_name(order[:pool_index], feats, names) or (
-                names[pool_module] + ":input"
-            )
-            pooled_shape = tuple(pool_output.shape)
-            after = [m for (m, _, _) in order[pool_index + 1 :] if not list(m.children())]
-        else:
-            # No global pooling: a non-global adaptive pool (VGG) or a flatten feeding a Linear.
-            found = None
-            for k, (m, inputs, output) in enumerate(order):
-                if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and output.ndim == 4:
-                    found = (k, m, "output", output)
-                elif isinstance(m, nn.Flatten) and inputs[0].ndim == 4:
-                    found = (k, m, "input", inputs[0])
-            if found is None:
-                if pooling is None:
-                    raise ModelAdapterError(
-                        f"could not find global pooling or a flatten in {self.name}; pass pooling= "
-                        "and layer= (the module whose 4-D output is pooled)"
-                    )
-                raise ModelAdapterError(
-                    f"could not find where {self.name} pools its feature map; pass layer= as well"
-                )
-            k, m, where, feats = found
-            self._feature_point = (m, where)
-            self.feature_layer = names[m] if where == "output" else (
-                self._producer_name(order[:k], feats, names) or names[m] + ":input"
-            )
-            model_pool = Pooling("flatten")
-            pooled_shape = (feats.shape[0], feats[0].numel())
-            after = [mm for (mm, _, _) in order[k + 1 :] if not list(mm.children())]
-        if feats.ndim != 4:
-            raise ModelAdapterError(
-                f"the feature map feeding pooling has shape {tuple(feats.shape)}; expected (B, C, h, w)"
-            )
+        """Find the feature map, pooling and head from one probe pass (discovery.py), fold the head,
+        and check that head(pool(F)) reproduces the module's output."""
+        names = {m: n for n, m in self.module.named_modules()}
+        order, out = record_forward(self.module, self._probe_input(), self.name, self.preprocess)
+        found = find_feature_point(order, names, self.name, pooling_given=pooling is not None)
+        self._feature_point = found.point
+        self.feature_layer = found.layer
+        feats, model_pool = found.features, found.pooling
 
         self.pooling = pooling or model_pool
         head_given = head is not None
         if head is None:
-            head = _RecordedHead(_essential(after), pooled_shape)
+            head = RecordedHead(found.after, found.pooled_shape)
         self.head = head
         in_dim = self.pooling(feats).shape[1]
-        kind, W, b = _fold_exact_head(_head_layers(head), in_dim)
+        kind, W, b = fold_exact_head(head_layers(head), in_dim)
         self.head_kind, self.head_weight, self.head_bias = kind, W, b
 
         with torch.no_grad():
@@ -424,7 +168,7 @@ class SimilarityModel:
                 ours = self._head_forward(self.pooling(feats))
             except Exception as err:
                 raise ModelAdapterError(
-                    f"the head {_describe_module(head)} does not accept pooled features of shape "
+                    f"the head {describe_module(head)} does not accept pooled features of shape "
                     f"{tuple(self.pooling(feats).shape)}: {err}"
                 ) from err
         if ours.ndim != 2:
@@ -452,19 +196,8 @@ class SimilarityModel:
             "its forward does work outside modules. Pass pooling= and head= explicitly."
         )
 
-    @staticmethod
-    def _producer_name(order, tensor, names) -> str | None:
-        """Outermost module whose output is ``tensor`` (for logging the layer the user knows)."""
-        best = None
-        for m, _, output in order:
-            if output is tensor:
-                n = names.get(m)
-                if n is not None and (best is None or len(n.split(".")) <= len(best.split("."))):
-                    best = n
-        return best
-
     def _set_decompose_layer(self, layer: str | nn.Module) -> None:
-        name, mod = self._resolve_layer(layer)
+        name, mod = resolve_layer(self.module, layer, self.name)
         x = self._probe_input(1)
         out = self._capture(mod, "output", x, allow_missing=True)
         if out is None:
@@ -484,31 +217,7 @@ class SimilarityModel:
 
     # -- forward pieces ----------------------------------------------------------------
     def _capture(self, mod: nn.Module, where: str, x: torch.Tensor, *, allow_missing=False):
-        captured = {}
-        # Hooks live on the shared module, so another thread's forward pass runs them too: each
-        # hook acts only in the thread that registered it (else threads steal each other's tensors).
-        owner = threading.get_ident()
-
-        def pre_hook(m, inputs):
-            if threading.get_ident() == owner:
-                captured["t"] = inputs[0]
-                raise _StopForward
-
-        def post_hook(m, inputs, output):
-            if threading.get_ident() == owner:
-                captured["t"] = output
-                raise _StopForward
-
-        handle = mod.register_forward_pre_hook(pre_hook) if where == "input" else mod.register_forward_hook(post_hook)
-        try:
-            self.module(x)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        if "t" not in captured and not allow_missing:
-            raise ModelAdapterError("the feature layer did not run during the forward pass")
-        return captured.get("t")
+        return capture(self.module, mod, where, x, allow_missing=allow_missing)
 
     def check_tensor(self, x: torch.Tensor, name: str = "input") -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
@@ -623,8 +332,7 @@ class SimilarityModel:
         model. ``channels_last``: conv weights in channels-last layout (same embeddings to ~1e-5,
         2-5x faster on CPU for depthwise-conv networks). ``transform(module, head)`` may edit the
         copies before wrapping (e.g. randomise weights)."""
-        if not isinstance(channels_last, bool):
-            raise TypeError(f"channels_last is {channels_last!r}; expected True or False")
+        channels_last = check_bool(channels_last, "channels_last")
         module, head = self.copy_parts()
         if channels_last:
             module.to(memory_format=torch.channels_last)
@@ -670,3 +378,23 @@ class SimilarityModel:
     def __repr__(self) -> str:
         d = self.describe()
         return "SimilarityModel(" + ", ".join(f"{k}={v!r}" for k, v in d.items()) + ")"
+
+
+def _check_preprocess(preprocess, module: nn.Module) -> PreprocessConfig:
+    """A PreprocessConfig from None (timm's config of ``module`` if it has one, else the defaults),
+    a dict of its fields, or a PreprocessConfig; the config's own refusals as the adapters' errors."""
+    if preprocess is None:
+        return PreprocessConfig.from_timm(module) or PreprocessConfig()
+    if isinstance(preprocess, PreprocessConfig):
+        return preprocess
+    if not isinstance(preprocess, dict):
+        raise ModelAdapterTypeError(
+            f"preprocess must be a PreprocessConfig or dict (got {type(preprocess).__name__})"
+        )
+    fields = list(PreprocessConfig.__dataclass_fields__)
+    unknown = [k for k in preprocess if k not in fields]
+    if unknown:
+        raise ModelAdapterError(
+            f"preprocess={preprocess!r} has unknown field(s) {unknown}; PreprocessConfig takes {fields}"
+        )
+    return adapter_check(lambda value, name: PreprocessConfig(**value), preprocess, "preprocess")

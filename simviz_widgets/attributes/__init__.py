@@ -1,4 +1,5 @@
-"""Attribute explanations (SANE, METHODS.md §7): which attribute explains a match, with its maps.
+"""Attribute explanations (SANE; docs/methods.md, "Attribute explanations"): which attribute explains
+a match, with its maps.
 
 * :class:`AttributePredictor` / :func:`fit_attribute_predictor`: a small head on the frozen
   similarity backbone (confidence and activation map per attribute), trained with the

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..adapters import SimilarityModel
+from ..checks import InputError, check_float, check_instance, check_int
 from .data import AttributeData
 from .predictor import image_batch
 
@@ -46,8 +47,10 @@ def fit_concept_vectors(model: SimilarityModel, data: AttributeData, *, regulari
     (each image with its partner)."""
     from sklearn.linear_model import LogisticRegression
 
-    if not isinstance(data, AttributeData):
-        raise TypeError(f"data is {type(data).__name__}; expected AttributeData")
+    check_instance(model, "model", SimilarityModel)
+    check_instance(data, "data", AttributeData)
+    regularization = check_float(regularization, "regularization", above=0.0)
+    seed = check_int(seed, "seed", minimum=0)
     x = image_batch(model, data.images)
     pooled = _pooled(model, x)
     feats = pooled.numpy().astype(np.float64)
@@ -58,7 +61,7 @@ def fit_concept_vectors(model: SimilarityModel, data: AttributeData, *, regulari
     for k, name in enumerate(data.names):
         y = data.labels[:, k]
         if y.all() or not y.any():
-            raise ValueError(
+            raise InputError(
                 f"attribute {name!r} is {'on every' if y.all() else 'on no'} image; a concept vector needs "
                 "images with and without it"
             )

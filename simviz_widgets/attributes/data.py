@@ -9,10 +9,12 @@ user folders it is another image of the same folder (the two share that attribut
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from ..checks import (
+    InputError, check_array, check_instance, check_int, check_mask, check_names, check_path, check_sequence,
+)
 from ..images import to_rgb_uint8
 
 __all__ = ["AttributeData", "synthetic_attribute_data", "attributes_from_folders", "IMAGE_SUFFIXES"]
@@ -32,13 +34,19 @@ class AttributeData:
     sources: tuple[str, ...] = ()
 
     def __post_init__(self):
-        n = len(self.images)
-        if self.labels.shape != (n, len(self.names)):
-            raise ValueError(f"labels have shape {self.labels.shape}; expected ({n}, {len(self.names)})")
-        if self.partners.shape != (n,) or (n and (self.partners.min() < 0 or self.partners.max() >= n)):
-            raise ValueError(f"partners must be {n} indices into the images")
-        if len(set(self.names)) != len(self.names):
-            raise ValueError(f"attribute names must be unique, got {self.names}")
+        # Checked and stored as arrays / tuples (new objects where a conversion happens: the caller's
+        # lists and arrays are never modified).
+        images = check_sequence(self.images, "images", empty=True)
+        n = len(images)
+        names = tuple(check_names(self.names, "names"))
+        labels = check_mask(self.labels, "labels", (n, len(names)), note=" (images x attributes)") if n else \
+            np.zeros((0, len(names)), bool)
+        partners = check_array(self.partners, "partners", shape=(n,), kinds="iu", empty=True,
+                               expected=f"({n},): one partner index per image")
+        if n and (partners.min() < 0 or partners.max() >= n):
+            raise InputError(f"partners must be {n} indices into the images (0 .. {n - 1})")
+        for field_name, value in (("images", images), ("names", names), ("labels", labels), ("partners", partners)):
+            object.__setattr__(self, field_name, value)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -46,11 +54,9 @@ class AttributeData:
 
 def synthetic_attribute_data(pairs) -> AttributeData:
     """Both images of each :class:`~simviz_widgets.datasets.synthetic.ScenePair`, each other's partner."""
-    from ..datasets.synthetic import SYNTHETIC_ATTRIBUTES
+    from ..datasets.synthetic import SYNTHETIC_ATTRIBUTES, ScenePair
 
-    pairs = list(pairs)
-    if not pairs:
-        raise ValueError("pairs is empty; expected at least one ScenePair")
+    pairs = check_sequence(pairs, "pairs", lambda p, label: check_instance(p, label, ScenePair))
     images, labels, partners, sources = [], [], [], []
     for k, p in enumerate(pairs):
         images += [p.query.image, p.reference.image]
@@ -67,12 +73,15 @@ def attributes_from_folders(root, *, min_images: int = 2, max_images: int | None
     all of them). At least two attribute folders are needed (the others are the negatives) and
     ``min_images`` images in each; a few dozen per attribute train a usable probe.
     """
-    root = Path(root)
+    root = check_path(root, "root")
+    min_images = check_int(min_images, "min_images", minimum=1)
+    if max_images is not None and check_int(max_images, "max_images", minimum=1) < min_images:
+        raise InputError(f"max_images={max_images} is below min_images={min_images}; no folder could qualify")
     if not root.is_dir():
         raise FileNotFoundError(f"attribute folder {str(root)!r} does not exist or is not a directory")
     folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(folders) < 2:
-        raise ValueError(
+        raise InputError(
             f"{str(root)!r} has {len(folders)} attribute folder(s); expected at least two "
             "(root/<attribute>/<images>), so each attribute has negatives"
         )
@@ -84,7 +93,7 @@ def attributes_from_folders(root, *, min_images: int = 2, max_images: int | None
         if max_images is not None:
             files = files[:max_images]
         if len(files) < min_images:
-            raise ValueError(
+            raise InputError(
                 f"attribute folder {str(folder)!r} has {len(files)} image(s); expected at least {min_images} "
                 f"(files ending in {', '.join(IMAGE_SUFFIXES)})"
             )
@@ -99,7 +108,7 @@ def attributes_from_folders(root, *, min_images: int = 2, max_images: int | None
                         rgb = to_rgb_uint8(im.convert("RGB") if im.mode not in ("RGB", "L") else im.copy(),
                                            name=str(f))
                 except OSError as err:
-                    raise ValueError(f"image {str(f)!r} could not be read: {err}") from err
+                    raise InputError(f"image {str(f)!r} could not be read: {err}") from err
                 by_file[key] = len(images)
                 images.append(rgb)
                 label_rows.append(np.zeros(len(names), bool))

@@ -1,4 +1,4 @@
-"""Attribute predictor on a frozen similarity backbone (SANE, METHODS.md §7).
+"""Attribute predictor on a frozen similarity backbone (SANE; docs/methods.md, "Attribute predictor").
 
 Plummer, Vasileva, Petsiuk, Saenko, Forsyth, "Why do These Match? Explaining the Behavior of Image
 Similarity Models", ECCV 2020 (arXiv 1905.10797).
@@ -17,19 +17,24 @@ The backbone stays frozen: features are computed once.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 
 from ..adapters import SimilarityModel
+from ..checks import (
+    InputError, SimvizError, check_array, check_bool, check_choice, check_float, check_instance, check_int,
+    check_keys, check_names, check_path, check_str,
+)
 from .data import AttributeData
 from .saliency import decomposition_maps_from_features, saliency_distribution
 
 __all__ = ["AttributePredictor", "fit_attribute_predictor", "image_batch", "saliency_distance"]
 
 POOLINGS = ("mean", "max")
+KERNEL_SIZES = (1, 3)
+#: What :meth:`AttributePredictor.save` writes (and :meth:`~AttributePredictor.load` needs).
+SAVED_KEYS = ("state_dict", "names", "in_channels", "kernel_size", "pooling")
 
 
 class AttributePredictor(nn.Module):
@@ -41,15 +46,10 @@ class AttributePredictor(nn.Module):
 
     def __init__(self, names, in_channels: int, *, kernel_size: int = 1, pooling: str = "mean"):
         super().__init__()
-        names = tuple(str(n) for n in names)
-        if not names:
-            raise ValueError("names is empty; expected at least one attribute name")
-        if len(set(names)) != len(names):
-            raise ValueError(f"attribute names must be unique, got {names}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling {pooling!r} is not known; expected one of {POOLINGS}")
-        if kernel_size not in (1, 3):
-            raise ValueError(f"kernel_size is {kernel_size!r}; expected 1 or 3")
+        names = tuple(check_names(names, "names"))  # distinct non-empty strings ('ab' is refused)
+        in_channels = check_int(in_channels, "in_channels", minimum=1)
+        kernel_size = check_choice(check_int(kernel_size, "kernel_size"), "kernel_size", KERNEL_SIZES)
+        pooling = check_choice(pooling, "pooling", POOLINGS)
         self.names = names
         self.pooling = pooling
         self.kernel_size = kernel_size
@@ -62,10 +62,12 @@ class AttributePredictor(nn.Module):
         return bool(self.prior_fitted)
 
     def set_prior(self, prior) -> None:
-        prior = torch.as_tensor(np.asarray(prior, dtype=np.float32))
-        if prior.shape != (len(self.names),) or not torch.isfinite(prior).all():
-            raise ValueError(f"prior must be {len(self.names)} finite values, one per attribute")
-        self.prior.copy_(prior)
+        """The explanation-suitability prior: one value in [0, 1] per attribute (copied)."""
+        prior = check_array(prior, "prior", shape=(len(self.names),), kinds="iuf", finite=True,
+                            expected=f"{len(self.names)} values, one per attribute")
+        if not np.all((prior >= 0) & (prior <= 1)):
+            raise InputError(f"prior has values outside [0, 1]: {prior.tolist()}; expected fractions")
+        self.prior.copy_(torch.as_tensor(np.asarray(prior, dtype=np.float32)))
         self.prior_fitted.fill_(True)
 
     def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +79,7 @@ class AttributePredictor(nn.Module):
     def predict(self, model: SimilarityModel, images) -> dict:
         """Confidences (B, K) in [0, 1] and activation maps (B, K, h, w) (sigmoid of the logits),
         float32 numpy, for images (a list of anything ``model.prepare`` accepts, or one image)."""
+        check_instance(model, "model", SimilarityModel)
         x = image_batch(model, images if isinstance(images, (list, tuple)) else [images])
         with torch.no_grad():
             maps, conf = self(model.features(x))
@@ -84,25 +87,59 @@ class AttributePredictor(nn.Module):
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path) -> None:
-        """Weights and configuration in one file (loadable with ``torch.load(weights_only=True)``)."""
+        """Weights and configuration in one file (loadable with ``torch.load(weights_only=True)``).
+        Weights with NaN or infinite values (a diverged training) are refused, never written."""
+        path = check_path(path, "path")
+        if not path.parent.is_dir():
+            raise InputError(f"path {str(path)!r}: folder {str(path.parent)!r} does not exist")
+        bad = [k for k, v in self.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise InputError(f"cannot save the attribute predictor to {str(path)!r}: {bad} have NaN or "
+                             "infinite values (did training diverge?)")
         torch.save({
             "state_dict": self.state_dict(),
             "names": list(self.names),
             "in_channels": int(self.conv.in_channels),
             "kernel_size": int(self.kernel_size),
             "pooling": self.pooling,
-        }, Path(path))
+        }, path)
 
     @classmethod
     def load(cls, path) -> "AttributePredictor":
-        path = Path(path)
+        """A predictor written by :meth:`save`. Anything else — an empty or corrupt file, missing
+        entries, names that are not distinct strings, weights of the wrong shape or with NaN —
+        is an InputError naming the file and what is wrong."""
+        path = check_path(path, "path")
         if not path.is_file():
             raise FileNotFoundError(f"attribute predictor file {str(path)!r} does not exist")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or "state_dict" not in blob or "names" not in blob:
-            raise ValueError(f"{str(path)!r} is not an attribute predictor saved with AttributePredictor.save")
-        out = cls(blob["names"], blob["in_channels"], kernel_size=blob["kernel_size"], pooling=blob["pooling"])
-        out.load_state_dict(blob["state_dict"])
+        where = f"attribute predictor file {str(path)!r}"
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - empty (EOFError), truncated, not a torch file, pickled code
+            reason = (str(err).strip().splitlines() or [""])[0][:200]
+            raise InputError(f"{where} could not be read ({type(err).__name__}: {reason}); expected a file "
+                             "written by AttributePredictor.save") from None
+        if not isinstance(blob, dict) or any(k not in blob for k in SAVED_KEYS):
+            have = sorted(map(str, blob)) if isinstance(blob, dict) else type(blob).__name__
+            raise InputError(f"{where} is not an attribute predictor saved with AttributePredictor.save: it "
+                             f"holds {have}; expected a dict with {list(SAVED_KEYS)}")
+        try:
+            out = cls(blob["names"], blob["in_channels"], kernel_size=blob["kernel_size"], pooling=blob["pooling"])
+            expected = out.state_dict()
+            state = check_keys(blob["state_dict"], "state_dict", expected, required=tuple(expected))
+            for key, value in state.items():
+                check_instance(value, f"state_dict[{key!r}]", torch.Tensor)
+                if tuple(value.shape) != tuple(expected[key].shape):
+                    raise InputError(f"state_dict[{key!r}] has shape {tuple(value.shape)}; expected "
+                                     f"{tuple(expected[key].shape)} for {len(out.names)} attributes on "
+                                     f"{out.conv.in_channels} channels")
+                if value.is_floating_point() and not torch.isfinite(value).all():
+                    raise InputError(f"state_dict[{key!r}] has NaN or infinite values")
+            if not ((state["prior"] >= 0) & (state["prior"] <= 1)).all():
+                raise InputError("the prior has values outside [0, 1]")
+            out.load_state_dict(state)
+        except SimvizError as err:
+            raise type(err)(f"{where}: {err}") from None
         return out.eval()
 
     def extra_repr(self) -> str:
@@ -113,10 +150,10 @@ def image_batch(model: SimilarityModel, images) -> torch.Tensor:
     """Prepare and stack images (all must prepare to the same size)."""
     tensors = [model.prepare(im, name=f"images[{k}]").tensor for k, im in enumerate(images)]
     if not tensors:
-        raise ValueError("images is empty; expected at least one image")
+        raise InputError("images is empty; expected at least one image")
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) != 1:
-        raise ValueError(f"images prepare to different sizes {sorted(shapes)}; give the model a fixed input_size")
+        raise InputError(f"images prepare to different sizes {sorted(shapes)}; give the model a fixed input_size")
     return torch.cat(tensors)
 
 
@@ -174,17 +211,21 @@ def fit_attribute_predictor(model: SimilarityModel, data: AttributeData, *, sali
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(data, AttributeData):
-        raise TypeError(f"data is {type(data).__name__}; expected AttributeData")
-    if not (np.isfinite(saliency_weight) and saliency_weight >= 0):
-        raise ValueError(f"saliency_weight is {saliency_weight!r}; expected a number >= 0")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs is {epochs!r}; expected a positive integer")
     from ..explain import get_method
 
-    if not isinstance(saliency, str):
-        raise TypeError(f"saliency is {type(saliency).__name__}; expected a method name such as 'decomposition' or 'rise'")
-    get_method(saliency)  # a clear error naming the known methods, before any work
+    # Every argument is checked before any work (the saliency of every image can take minutes).
+    check_instance(model, "model", SimilarityModel)
+    check_instance(data, "data", AttributeData)
+    saliency_weight = check_float(saliency_weight, "saliency_weight", minimum=0.0)
+    epochs, batch = check_int(epochs, "epochs", minimum=1), check_int(batch, "batch", minimum=1)
+    lr = check_float(lr, "lr", above=0.0)
+    kernel_size = check_choice(check_int(kernel_size, "kernel_size"), "kernel_size", KERNEL_SIZES)
+    pooling = check_choice(pooling, "pooling", POOLINGS)
+    seed = check_int(seed, "seed", minimum=0)
+    show_progress, return_log = check_bool(show_progress, "show_progress"), check_bool(return_log, "return_log")
+    get_method(check_str(saliency, "saliency"))  # a clear error naming the known methods
+    if saliency_options is not None:
+        check_instance(saliency_options, "saliency_options", dict, "dict of the method's options")
     x = image_batch(model, data.images)
     feats = _features(model, x)
     partners = torch.as_tensor(data.partners, dtype=torch.long)

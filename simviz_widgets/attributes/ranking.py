@@ -1,4 +1,4 @@
-"""Which attribute explains a match: SANE's ranking (METHODS.md §7).
+"""Which attribute explains a match: SANE's ranking (docs/methods.md, "Attribute ranking").
 
 For a pair (query X, reference Y) each attribute a gets three components in [0, 1]:
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..adapters import SimilarityModel
+from ..checks import InputError, InputTypeError, check_choice, check_float, check_instance, check_int, check_keys
 from ..explain import PairExplanation, explain
 from .predictor import AttributePredictor
 from .saliency import saliency_distribution
@@ -94,22 +95,6 @@ class AttributeRanking(list):
         return f"AttributeRanking([{rows}{more}], sides={self.sides!r})"
 
 
-def _check_weights(weights) -> dict:
-    if weights is None:
-        return dict(DEFAULT_WEIGHTS)
-    if not isinstance(weights, dict):
-        raise TypeError(f"weights is {type(weights).__name__}; expected a dict over {COMPONENTS}")
-    unknown = sorted(set(weights) - set(COMPONENTS))
-    if unknown:
-        raise ValueError(f"weights has unknown component(s) {unknown}; expected keys among {COMPONENTS}")
-    out = dict(DEFAULT_WEIGHTS)
-    for k, v in weights.items():
-        if not (isinstance(v, (int, float)) and math.isfinite(v)):
-            raise ValueError(f"weights[{k!r}] is {v!r}; expected a finite number")
-        out[k] = float(v)
-    return out
-
-
 def _to_grid(saliency: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(saliency, np.float32))[None, None]
     if tuple(t.shape[2:]) != tuple(grid):
@@ -129,8 +114,8 @@ def rank_components(confidence_q, confidence_r, maps_q, maps_r, saliency_q, sali
                     sides: str = "both", agreement: str = "mass") -> dict:
     """The three components (K,) from predictor outputs and saliency maps (pure arrays, for
     batched evaluation): confidences (K,) in [0, 1], logit maps (K, h, w), saliency maps (h', w')."""
-    if agreement not in AGREEMENTS:
-        raise ValueError(f"agreement is {agreement!r}; expected one of {AGREEMENTS}")
+    check_choice(sides, "sides", SIDES)
+    check_choice(agreement, "agreement", AGREEMENTS)
     agree = _agreement(maps_q, saliency_q, agreement)
     conf = np.asarray(confidence_q, np.float64)
     if sides == "both":
@@ -150,23 +135,21 @@ def explain_attributes(model: SimilarityModel, predictor: AttributePredictor, qu
     image; 'rise' and others work too, with ``saliency_options``) or a ready PairExplanation of this
     pair. Returns an :class:`AttributeRanking`, best first (``top`` keeps the first ``top``).
     """
-    if not isinstance(model, SimilarityModel):
-        raise TypeError(f"model is {type(model).__name__}; expected a SimilarityModel")
-    if not isinstance(predictor, AttributePredictor):
-        raise TypeError(f"predictor is {type(predictor).__name__}; expected an AttributePredictor")
-    if sides not in SIDES:
-        raise ValueError(f"sides is {sides!r}; expected one of {SIDES}")
-    if agreement not in AGREEMENTS:
-        raise ValueError(f"agreement is {agreement!r}; expected one of {AGREEMENTS}")
-    if top is not None and (not isinstance(top, int) or top < 1):
-        raise ValueError(f"top is {top!r}; expected a positive integer or None")
-    w = _check_weights(weights)
+    check_instance(model, "model", SimilarityModel)
+    check_instance(predictor, "predictor", AttributePredictor)
+    check_choice(sides, "sides", SIDES)
+    check_choice(agreement, "agreement", AGREEMENTS)
+    top = None if top is None else check_int(top, "top", minimum=1)
+    given = check_keys({} if weights is None else weights, "weights", COMPONENTS)
+    w = {**DEFAULT_WEIGHTS, **{k: check_float(v, f"weights[{k!r}]") for k, v in given.items()}}
+    if not isinstance(saliency, (str, PairExplanation)):
+        raise InputTypeError(f"saliency is a {type(saliency).__name__}; expected a method name or a PairExplanation")
     q = model.prepare(query, name="query")
     r = model.prepare(reference, name="reference")
     with torch.no_grad():
         feats = model.features(torch.cat([q.tensor, r.tensor]))
     if feats.shape[1] != predictor.conv.in_channels:
-        raise ValueError(
+        raise InputError(
             f"the predictor expects {predictor.conv.in_channels} feature channels; {model.name} gives "
             f"{feats.shape[1]} (was it trained on this model?)"
         )
@@ -174,11 +157,12 @@ def explain_attributes(model: SimilarityModel, predictor: AttributePredictor, qu
         maps, conf = predictor(feats)
     conf = torch.sigmoid(conf).numpy()
     if isinstance(saliency, PairExplanation):
+        if saliency_options:
+            raise InputError(f"options {sorted(saliency_options)} are for a saliency method; saliency is a ready "
+                             "PairExplanation, so leave them out")
         base = saliency
-    elif isinstance(saliency, str):
-        base = explain(model, q, r, method=saliency, **saliency_options)
     else:
-        raise TypeError(f"saliency is {type(saliency).__name__}; expected a method name or a PairExplanation")
+        base = explain(model, q, r, method=saliency, **saliency_options)
     comps = rank_components(conf[0], conf[1], maps[0].numpy(), maps[1].numpy(), base.query_map,
                             base.reference_map, predictor.prior.numpy(), sides=sides, agreement=agreement)
     total = sum(w[k] * comps[k] for k in COMPONENTS)

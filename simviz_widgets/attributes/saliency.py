@@ -1,4 +1,5 @@
-"""Batched activation-decomposition maps (METHODS.md §1) for the attribute training and ranking.
+"""Batched activation-decomposition maps (docs/methods.md, "Activation decomposition") for the attribute
+training and ranking.
 
 For the exact cases (avg / max / GeM pooling, identity or affine head) the overall query map is
 ``M_X(i) = e^X_i . g_Y / Z`` with ``e_i = W (a(., i) * A_i) + b / N``; this computes it for a batch of
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..adapters import SimilarityModel
+from ..checks import InputError, check_instance
 
 __all__ = ["decomposition_maps", "decomposition_maps_from_features", "saliency_distribution"]
 
@@ -41,10 +43,12 @@ def decomposition_maps(model: SimilarityModel, xq: torch.Tensor, xr: torch.Tenso
 
 
 def _check_exact(model: SimilarityModel) -> None:
+    """``model`` is a SimilarityModel whose decomposition has the batched closed form."""
+    check_instance(model, "model", SimilarityModel)
     if model.decompose_layer is not None or model.pooling.kind == "flatten" or (
         model.head_kind not in ("identity",) and model.head_weight is None
     ):
-        raise ValueError(
+        raise InputError(
             f"batched decomposition maps need avg/max/GeM pooling and an affine head; {model.name} has "
             f"pooling={model.pooling.kind!r}, head={model.head_kind!r}"
         )

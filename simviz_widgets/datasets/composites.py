@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from .photos import load_photo
+from ..checks import InputError, check_choice, check_floats, check_int, check_sequence
+from .photos import list_photos, load_photo
 
 __all__ = ["SharedObjectPair", "shared_object_pairs", "SHARED_OBJECTS", "COMPOSITE_BACKGROUNDS", "paste_object",
            "background_crop"]
@@ -99,16 +100,18 @@ class SharedObjectPair:
 
 def paste_object(object_name: str, height: int, width: int) -> np.ndarray:
     """The object's crop resized to (height, width): (height, width, 3) uint8 (PIL bicubic)."""
-    photo, (top, left, h, w) = SHARED_OBJECTS[object_name]
+    photo, (top, left, h, w) = SHARED_OBJECTS[check_choice(object_name, "object_name", tuple(SHARED_OBJECTS))]
+    height, width = check_int(height, "height", minimum=1), check_int(width, "width", minimum=1)
     img = Image.fromarray(load_photo(photo))
-    patch = img.resize((int(width), int(height)), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h))
+    patch = img.resize((width, height), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h))
     return np.asarray(patch, dtype=np.uint8)
 
 
 def background_crop(name: str, box, size: int) -> np.ndarray:
     """The background photo ``name`` cropped to ``box = (top, left, side)`` (source pixels, float)
     and resized to ``size x size`` (PIL bicubic)."""
-    top, left, side = box
+    top, left, side = check_floats(box, "box", length=3, minimum=0.0)
+    size = check_int(size, "size", minimum=1)
     img = Image.fromarray(load_photo(name)).resize(
         (size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side)
     )
@@ -135,43 +138,31 @@ def _placement(object_name: str, size: int, margin: int, scale, rng) -> tuple[in
     return top, left, ph, pw
 
 
-def _check_names(names, known, label):
-    names = list(names)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"{label} {unknown} are not known; choose from {sorted(known)}")
-    return names
-
-
 def shared_object_pairs(n: int = 30, *, seed: int = 0, size: int = 224, objects=None, backgrounds=None,
                         scale=(0.3, 0.5), margin: int | None = None) -> list[SharedObjectPair]:
     """``n`` composites pairs (cycling through ``objects``, default all of :data:`SHARED_OBJECTS`)
     on two different backgrounds each (from ``backgrounds``, default :data:`COMPOSITE_BACKGROUNDS`).
     Deterministic for a given ``seed``. Positions are uniform, so an object often covers the image
     centre: compare methods with a centre-bias baseline (benchmarks/bench_quality.py does)."""
-    if int(n) != n or n < 1:
-        raise ValueError(f"n is {n!r}; expected a positive number of pairs")
-    if int(size) != size or size < 16:
-        raise ValueError(f"size is {size!r}; expected an image side of at least 16 pixels")
-    size = int(size)
-    objects = _check_names(SHARED_OBJECTS if objects is None else objects, SHARED_OBJECTS, "objects")
-    backgrounds = _check_names(COMPOSITE_BACKGROUNDS if backgrounds is None else backgrounds,
-                               set(COMPOSITE_BACKGROUNDS) | set(_all_photos()), "backgrounds")
-    if not objects:
-        raise ValueError("objects is empty; expected at least one object name")
+    n, size = check_int(n, "n", minimum=1), check_int(size, "size", minimum=16)
+    seed = check_int(seed, "seed", minimum=0)
+    objects = check_sequence(list(SHARED_OBJECTS) if objects is None else objects, "objects",
+                             lambda name, label: check_choice(name, label, tuple(SHARED_OBJECTS)))
+    backgrounds = check_sequence(COMPOSITE_BACKGROUNDS if backgrounds is None else backgrounds, "backgrounds",
+                                 lambda name, label: check_choice(name, label, list_photos()))
     if len(set(backgrounds)) < 2:
-        raise ValueError(f"backgrounds {backgrounds} must name at least two different photos")
-    lo, hi = (float(s) for s in scale)
-    if not 0 < lo <= hi <= 1:
-        raise ValueError(f"scale is {scale!r}; expected (low, high) with 0 < low <= high <= 1")
-    margin = math.ceil(size / 16) if margin is None else int(margin)
-    if margin < 0 or size - 2 * margin < 8:
-        raise ValueError(f"margin {margin} leaves no room for an object in a {size}x{size} image")
+        raise InputError(f"backgrounds {backgrounds} must name at least two different photos")
+    lo, hi = check_floats(scale, "scale", length=2, above=0.0, maximum=1.0)
+    if lo > hi:
+        raise InputError(f"scale is {tuple(scale)!r}; expected (low, high) with 0 < low <= high <= 1")
+    margin = math.ceil(size / 16) if margin is None else check_int(margin, "margin", minimum=0)
+    if size - 2 * margin < 8:
+        raise InputError(f"margin {margin} leaves no room for an object in a {size}x{size} image")
 
     rng = np.random.default_rng(seed)
     distinct = sorted(set(backgrounds), key=backgrounds.index)
     pairs = []
-    for k in range(int(n)):
+    for k in range(n):
         object_name = objects[k % len(objects)]
         bq, br = rng.choice(len(distinct), size=2, replace=False)
         images, masks, boxes, crops = [], [], [], []
@@ -194,9 +185,3 @@ def shared_object_pairs(n: int = 30, *, seed: int = 0, size: int = 224, objects=
                     "query_background_box": crops[0], "reference_background_box": crops[1]},
         ))
     return pairs
-
-
-def _all_photos() -> list[str]:
-    from .photos import list_photos
-
-    return list_photos()

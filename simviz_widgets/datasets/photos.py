@@ -12,11 +12,12 @@ True
 
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 from typing import Callable
 
 import numpy as np
+
+from ..checks import InputError, check_choice, check_str
 
 __all__ = ["list_photos", "load_photo", "stereo_motorcycle", "default_pair", "UnknownPhotoError"]
 
@@ -28,8 +29,8 @@ _SKIMAGE_NAMES = (
 )
 
 
-class UnknownPhotoError(ValueError):
-    """A photo name that is not one of :func:`list_photos`."""
+class UnknownPhotoError(InputError):
+    """A photo name that is not one of :func:`list_photos` (an InputError, so a ValueError)."""
 
 
 def _as_rgb(arr: np.ndarray) -> np.ndarray:
@@ -102,21 +103,13 @@ def _cached(name: str) -> np.ndarray:
     return arr
 
 
-def _check_name(name, label: str = "photo") -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"{label} name must be a str, got {type(name).__name__}")
-    if name not in _LOADERS:
-        close = difflib.get_close_matches(name, list_photos(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownPhotoError(
-            f"{label} {name!r} is not a bundled photo.{hint} Known photos: {', '.join(list_photos())}"
-        )
-    return name
-
-
 def load_photo(name: str) -> np.ndarray:
     """Bundled photo ``name`` as a new (H, W, 3) uint8 RGB array (safe to modify)."""
-    return _cached(_check_name(name)).copy()
+    try:
+        check_choice(check_str(name, "photo"), "photo", list_photos())
+    except InputError as err:  # a str that names no bundled photo (a non-str is an InputTypeError)
+        raise UnknownPhotoError(f"{err} (bundled photos only: nothing is downloaded)") from None
+    return _cached(name).copy()
 
 
 @lru_cache(maxsize=1)

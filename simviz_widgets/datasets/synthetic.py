@@ -31,6 +31,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..checks import check_choice, check_instance, check_int, check_sequence
+
 __all__ = [
     "ATTRIBUTE_GROUPS",
     "SYNTHETIC_ATTRIBUTES",
@@ -65,12 +67,7 @@ _RADIUS = {"small": 0.11, "large": 0.19}
 
 def attribute_group(attribute: str) -> str:
     """The group ('colour', 'shape', 'texture', 'size') of a synthetic attribute value."""
-    try:
-        return _GROUP_OF[attribute]
-    except KeyError:
-        raise ValueError(
-            f"attribute {attribute!r} is not a synthetic attribute; expected one of {SYNTHETIC_ATTRIBUTES}"
-        ) from None
+    return _GROUP_OF[check_choice(attribute, "attribute", SYNTHETIC_ATTRIBUTES)]
 
 
 @dataclass(frozen=True)
@@ -217,14 +214,14 @@ def render_scene(objects, *, size: int = 64, rng: np.random.Generator | int | No
 
     Masks are the visible pixels of each object (occluded parts removed).
     """
-    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
-    objects = tuple(objects)
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(None if rng is None else check_int(rng, "rng", minimum=0))
+    size = check_int(size, "size", minimum=8)
+    objects = tuple(check_sequence(objects, "objects", lambda obj, label: check_instance(obj, label, SceneObject),
+                                   empty=True))
     for k, obj in enumerate(objects):
-        if not isinstance(obj, SceneObject):
-            raise TypeError(f"objects[{k}] is {type(obj).__name__}; expected a SceneObject")
         for group, value in zip(ATTRIBUTE_GROUPS, obj.attributes):
-            if value not in ATTRIBUTE_GROUPS[group]:
-                raise ValueError(f"objects[{k}] has {group} {value!r}; expected one of {ATTRIBUTE_GROUPS[group]}")
+            check_choice(value, f"objects[{k}].{group}", ATTRIBUTE_GROUPS[group])
     base = 128.0 + rng.normal(0.0, 10.0, size=(size, size, 1)).astype(np.float32)
     image = np.repeat(base, 3, axis=2)
     masks = np.zeros((len(objects), size, size), dtype=bool)
@@ -296,25 +293,19 @@ def _pair_values(shared: str | None, objects: int, rng: np.random.Generator):
     return [x_vals[i] for i in order_x], [y_vals[i] for i in order_y]
 
 
-def _check_common(n: int, size: int, objects: int) -> None:
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n is {n!r}; expected a positive number of pairs")
-    if not isinstance(size, (int, np.integer)) or size < 32:
-        raise ValueError(f"size is {size!r}; expected an image side of at least 32 pixels")
-    if not isinstance(objects, (int, np.integer)) or not 1 <= objects <= 3:
-        raise ValueError(f"objects is {objects!r}; expected 1, 2 or 3 objects per scene")
+def _check_common(n: int, seed: int, size: int, objects: int) -> tuple[int, int, int, int]:
+    """The arguments every scene generator takes: counts of pairs, pixels and objects, and the seed."""
+    return (check_int(n, "n", minimum=1), check_int(seed, "seed", minimum=0), check_int(size, "size", minimum=32),
+            check_int(objects, "objects", minimum=1, maximum=3))
 
 
 def scene_pairs(n: int, *, seed: int = 0, size: int = 64, objects: int = 2,
                 attributes: tuple[str, ...] | None = None) -> list[ScenePair]:
     """``n`` pairs sharing exactly one attribute value each (drawn uniformly from ``attributes``,
     default all of :data:`SYNTHETIC_ATTRIBUTES`), deterministic under ``seed``."""
-    _check_common(n, size, objects)
-    pool = SYNTHETIC_ATTRIBUTES if attributes is None else tuple(attributes)
-    if not pool:
-        raise ValueError("attributes is empty; expected at least one synthetic attribute")
-    for a in pool:
-        attribute_group(a)
+    n, seed, size, objects = _check_common(n, seed, size, objects)
+    pool = SYNTHETIC_ATTRIBUTES if attributes is None else tuple(check_sequence(
+        attributes, "attributes", lambda a, label: check_choice(a, label, SYNTHETIC_ATTRIBUTES)))
     rng = np.random.default_rng(seed)
     pairs = []
     for k in range(n):
@@ -326,7 +317,7 @@ def scene_pairs(n: int, *, seed: int = 0, size: int = 64, objects: int = 2,
 
 def negative_pairs(n: int, *, seed: int = 0, size: int = 64, objects: int = 2) -> list[ScenePair]:
     """``n`` pairs that share no attribute value, deterministic under ``seed``."""
-    _check_common(n, size, objects)
+    n, seed, size, objects = _check_common(n, seed, size, objects)
     rng = np.random.default_rng(seed)
     pairs = []
     for k in range(n):
@@ -337,7 +328,7 @@ def negative_pairs(n: int, *, seed: int = 0, size: int = 64, objects: int = 2) -
 
 def random_scenes(n: int, *, seed: int = 0, size: int = 64, objects: int = 2) -> list[SceneImage]:
     """``n`` independent scenes with every value drawn uniformly (for probes and attribute training)."""
-    _check_common(n, size, objects)
+    n, seed, size, objects = _check_common(n, seed, size, objects)
     rng = np.random.default_rng(seed)
     scenes = []
     for _ in range(n):

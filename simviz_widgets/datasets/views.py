@@ -34,6 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import (
+    InputError, check_array, check_choice, check_float, check_floats, check_int, check_keys, check_shape2,
+)
+
 __all__ = ["View", "views", "VIEW_KINDS"]
 
 VIEW_KINDS = ("mirror", "crop_scale", "rotation", "perspective", "color")
@@ -104,29 +108,6 @@ class View:
         return out_rows, out_cols, valid
 
 
-def _check_image(image) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"image has shape {arr.shape}; expected (H, W, 3) RGB or (H, W) grayscale")
-    if arr.dtype != np.uint8:
-        raise ValueError(f"image has dtype {arr.dtype}; expected uint8 (0..255)")
-    if arr.shape[0] < 2 or arr.shape[1] < 2:
-        raise ValueError(f"image is {arr.shape[0]}x{arr.shape[1]}; expected at least 2x2 pixels")
-    return arr
-
-
-def _pair(value, label: str, positive: bool = False) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{label} is {value!r}; expected two numbers (rows, cols)") from None
-    if not (np.isfinite(a) and np.isfinite(b)) or (positive and (a <= 0 or b <= 0)):
-        raise ValueError(f"{label} is {value!r}; expected two finite{' positive' if positive else ''} numbers")
-    return a, b
-
-
 def _warp(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], mode: str) -> np.ndarray:
     """Resample ``image`` so that view pixel p shows original position ``inv(matrix) p``."""
     from skimage.transform import warp
@@ -151,23 +132,15 @@ def _mirror(image, size):
 def _crop_scale(image, size, box=None, fraction=0.7, size_out=None):
     h, w = size
     if box is None:
-        fraction = float(fraction)
-        if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"fraction is {fraction}; expected a number in (0, 1]")
+        fraction = check_float(fraction, "fraction", above=0.0, maximum=1.0)
         box = ((h - fraction * h) / 2.0, (w - fraction * w) / 2.0, fraction * h, fraction * w)
-    try:
-        top, left, height, width = (float(v) for v in box)
-    except (TypeError, ValueError):
-        raise ValueError(f"box is {box!r}; expected (top, left, height, width) in pixels") from None
+    top, left, height, width = check_floats(box, "box", length=4)
     if height <= 0 or width <= 0 or top < 0 or left < 0 or top + height > h + 1e-9 or left + width > w + 1e-9:
-        raise ValueError(
+        raise InputError(
             f"box (top={top}, left={left}, height={height}, width={width}) must have positive size "
             f"and lie inside the {h}x{w} image"
         )
-    rows, cols = (h, w) if size_out is None else _pair(size_out, "size", positive=True)
-    if rows != int(rows) or cols != int(cols):
-        raise ValueError(f"size is {size_out!r}; expected whole numbers of pixels")
-    rows, cols = int(rows), int(cols)
+    rows, cols = (h, w) if size_out is None else check_shape2(size_out, "size")
     sr, sc = rows / height, cols / width
     # Pixel edge e maps to (e - top) * sr; a centre r (edge r + 0.5) to (r + 0.5 - top) * sr - 0.5.
     matrix = np.array([
@@ -188,10 +161,8 @@ def _crop_scale(image, size, box=None, fraction=0.7, size_out=None):
 
 def _rotation(image, size, angle=20.0, centre=None):
     h, w = size
-    angle = float(angle)
-    if not np.isfinite(angle):
-        raise ValueError(f"angle is {angle}; expected a finite number of degrees")
-    cr, cc = ((h - 1) / 2.0, (w - 1) / 2.0) if centre is None else _pair(centre, "centre")
+    angle = check_float(angle, "angle")
+    cr, cc = ((h - 1) / 2.0, (w - 1) / 2.0) if centre is None else check_floats(centre, "centre", length=2)
     t = np.deg2rad(angle)
     cos, sin = np.cos(t), np.sin(t)
     # Counter-clockwise on screen with rows pointing down: a point right of the centre moves up.
@@ -219,23 +190,20 @@ def _perspective(image, size, corner_offsets=None, strength=0.1, seed=0):
     h, w = size
     corners = np.array([[0.0, 0.0], [0.0, w - 1.0], [h - 1.0, w - 1.0], [h - 1.0, 0.0]])
     if corner_offsets is None:
-        strength = float(strength)
-        if not 0.0 <= strength < 0.5:
-            raise ValueError(f"strength is {strength}; expected a fraction in [0, 0.5)")
-        rng = np.random.default_rng(seed)
+        strength = check_float(strength, "strength", minimum=0.0)
+        if strength >= 0.5:
+            raise InputError(f"strength={strength} must be a fraction in [0, 0.5)")
+        rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
         offsets = rng.uniform(-1.0, 1.0, size=(4, 2)) * strength * np.array([h, w], dtype=float)
     else:
-        offsets = np.asarray(corner_offsets, dtype=np.float64)
-        if offsets.shape != (4, 2) or not np.all(np.isfinite(offsets)):
-            raise ValueError(
-                f"corner_offsets has shape {offsets.shape}; expected finite (4, 2) (row, col) moves "
-                "of the corners top-left, top-right, bottom-right, bottom-left"
-            )
+        offsets = check_array(corner_offsets, "corner_offsets", shape=(4, 2), kinds="iuf", finite=True,
+                              expected="finite (4, 2) (row, col) moves of the corners top-left, top-right, "
+                                       "bottom-right, bottom-left").astype(np.float64)
     try:
         matrix = _homography(corners, corners + offsets)
         np.linalg.inv(matrix)
     except np.linalg.LinAlgError:
-        raise ValueError(
+        raise InputError(
             f"corner_offsets {offsets.tolist()} put three corners on a line; no homography fits"
         ) from None
     out = _warp(image, matrix, (h, w), mode="constant")
@@ -248,7 +216,7 @@ def _perspective(image, size, corner_offsets=None, strength=0.1, seed=0):
 def _color(image, size, brightness=None, contrast=None, saturation=None, hue=None, seed=0):
     from skimage.color import hsv2rgb, rgb2hsv
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
     drawn = {
         "brightness": rng.uniform(0.75, 1.25),
         "contrast": rng.uniform(0.75, 1.25),
@@ -256,12 +224,8 @@ def _color(image, size, brightness=None, contrast=None, saturation=None, hue=Non
         "hue": rng.uniform(-0.05, 0.05),
     }
     given = {"brightness": brightness, "contrast": contrast, "saturation": saturation, "hue": hue}
-    factors = {k: float(drawn[k] if v is None else v) for k, v in given.items()}
-    for k in ("brightness", "contrast", "saturation"):
-        if not (np.isfinite(factors[k]) and factors[k] >= 0):
-            raise ValueError(f"{k} is {factors[k]}; expected a factor >= 0 (1 = unchanged)")
-    if not np.isfinite(factors["hue"]):
-        raise ValueError(f"hue is {factors['hue']}; expected a shift in hue-circle fractions")
+    factors = {k: float(drawn[k]) if v is None else check_float(v, k, minimum=None if k == "hue" else 0.0)
+               for k, v in given.items()}  # factors >= 0 (1 = unchanged); hue: a shift in hue-circle turns
 
     rgb = image.astype(np.float64) / 255.0
     rgb = rgb * factors["brightness"]
@@ -293,24 +257,17 @@ def views(image, kind: str, **params) -> View:
     """A view of ``image`` ((H, W, 3) uint8 RGB or (H, W) grayscale; not modified) of ``kind``.
 
     See the module docstring for each kind's parameters. Unknown kinds or parameters raise
-    ``ValueError`` naming what is accepted.
+    an InputError (a ``ValueError``) naming what is accepted.
     """
-    if kind not in _BUILDERS:
-        import difflib
-
-        close = difflib.get_close_matches(str(kind), VIEW_KINDS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"view kind {kind!r} is not known; expected one of {VIEW_KINDS}.{hint}")
-    unknown = sorted(set(params) - set(_ACCEPTED[kind]))
-    if unknown:
-        raise ValueError(
-            f"view kind {kind!r} got unknown parameter(s) {unknown}; it accepts "
-            f"{list(_ACCEPTED[kind]) or 'no parameters'}"
-        )
-    arr = _check_image(image)
+    check_choice(kind, "view kind", VIEW_KINDS)
+    params = check_keys(params, f"view kind {kind!r}: parameters", _ACCEPTED[kind])
+    arr = check_array(image, "image", ndim=(2, 3), dtype=np.uint8, expected="(H, W, 3) RGB or (H, W) grayscale")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.shape[2] != 3 or arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise InputError(f"image has shape {arr.shape}; expected (H, W, 3) RGB or (H, W) grayscale, at least 2x2")
     size = (arr.shape[0], arr.shape[1])
     if kind == "crop_scale" and "size" in params:
-        params = dict(params)
-        params["size_out"] = params.pop("size")
+        params["size_out"] = params.pop("size")  # params is check_keys' own copy
     out, matrix, resolved = _BUILDERS[kind](arr, size, **params)
     return View(image=out, kind=kind, params=resolved, matrix=matrix, source_size=size)

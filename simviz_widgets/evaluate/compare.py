@@ -29,6 +29,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..checks import (
+    InputError, InputTypeError, check_bool, check_callable, check_choice, check_instance, check_int, check_keys,
+    check_names, check_sequence,
+)
 from ..explain.base import get_method, list_methods
 from .correspondence import display_mapping
 from .metrics import NEEDS, EvalContext, Metric, make_metric, mask_to_display
@@ -52,21 +56,22 @@ class _Pair:
 def _as_pair(item, index: int) -> _Pair:
     label = f"pairs[{index}]"
     if isinstance(item, dict):
-        unknown = sorted(set(item) - {"query", "reference", "query_mask", "reference_mask", "mapping", "name"})
-        if unknown or "query" not in item or "reference" not in item:
-            raise ValueError(
-                f"{label} is a dict with keys {sorted(item)}; expected 'query', 'reference' and optionally "
-                "'query_mask', 'reference_mask', 'mapping', 'name'"
-            )
-        return _Pair(**{"name": label, **item})
-    if hasattr(item, "query") and hasattr(item, "reference"):
-        return _Pair(
+        item = check_keys(item, label, ("query", "reference", "query_mask", "reference_mask", "mapping", "name"),
+                          required=("query", "reference"))
+        pair = _Pair(**{"name": label, **item})
+    elif hasattr(item, "query") and hasattr(item, "reference"):
+        pair = _Pair(
             item.query, item.reference, getattr(item, "query_mask", None), getattr(item, "reference_mask", None),
             getattr(item, "mapping", None), str(getattr(item, "name", "") or label),
         )
-    if isinstance(item, (tuple, list)) and len(item) == 2:
-        return _Pair(item[0], item[1], name=label)
-    raise TypeError(
+    elif isinstance(item, (tuple, list)) and len(item) == 2:
+        pair = _Pair(item[0], item[1], name=label)
+    else:
+        pair = None
+    if pair is not None:
+        check_callable(pair.mapping, f"{label}.mapping", optional=True)
+        return pair
+    raise InputTypeError(
         f"{label} is a {type(item).__name__}; expected a (query, reference) tuple, a dict, or an object "
         "with .query and .reference"
     )
@@ -185,6 +190,7 @@ class Comparison:
         each panel's title says whether higher or lower is better."""
         import matplotlib.pyplot as plt
 
+        ncols = check_int(ncols, "ncols", minimum=1)
         table = self.table
         panels = [(m.name, m.label, m.higher_is_better, m.category) for m in self.metrics]
         panels.append(("runtime_s", "runtime (s) (↓)", False, "cost"))
@@ -224,20 +230,9 @@ def check_methods(methods, *, default=None) -> list[str]:
     ``[name]``; each must be registered (an error names the known ones) and given once."""
     if methods is None:
         methods = list_methods() if default is None else default
-    if isinstance(methods, str):
-        methods = [methods]
-    try:
-        methods = list(methods)
-    except TypeError:
-        raise TypeError(f"methods is {methods!r}; expected a list of method names") from None
-    if not methods:
-        raise ValueError("methods is empty; expected a non-empty list of method names")
+    methods = check_names([methods] if isinstance(methods, str) else methods, "methods")
     for name in methods:
-        if not isinstance(name, str):
-            raise TypeError(f"methods contains {name!r}; expected method names (str)")
-        get_method(name)  # a clear error naming the known methods
-    if len(set(methods)) != len(methods):
-        raise ValueError(f"methods {methods} repeat a name; give each method once")
+        get_method(name)  # a clear error naming the known methods, with the closest one
     return methods
 
 
@@ -247,27 +242,18 @@ def check_method_options(method_options, methods, *, reserved=(), reserved_by: s
     value a dict of options the method accepts (each method is built once with them, so unknown or
     invalid options fail here, named by the method). ``reserved``: options ``reserved_by`` sets
     itself (``why``: e.g. its progress bar and cancel button). Returns a dict for every method
-    (``{}`` when none)."""
-    if method_options is None:
-        method_options = {}
-    if not isinstance(method_options, dict):
-        raise TypeError(
-            f"method_options is a {type(method_options).__name__}; expected {{method: {{option: value}}}}"
-        )
-    unknown = sorted(set(method_options) - set(methods), key=str)
-    if unknown:
-        raise ValueError(f"method_options names {unknown}, which are not among the methods {methods}")
+    (``{}`` when none) of the options given, each value as the method's declaration checked it (an
+    integer given as ``np.int64(4)`` comes back as ``4``); the caller's dicts are not modified."""
+    method_options = check_keys({} if method_options is None else method_options, "method_options", methods)
     checked = {}
     for name in methods:
-        options = method_options.get(name, {})
-        if not isinstance(options, dict):
-            raise TypeError(f"method_options[{name!r}] is {options!r}; expected a dict of options")
+        options = check_instance(method_options.get(name, {}), f"method_options[{name!r}]", dict, "dict of options")
         controlled = sorted(set(options) & set(reserved))
         if controlled:
-            raise ValueError(f"method_options[{name!r}] sets {controlled}; {reserved_by} sets these itself"
+            raise InputError(f"method_options[{name!r}] sets {controlled}; {reserved_by} sets these itself"
                              + (f" ({why})" if why else ""))
-        get_method(name)(**options)
-        checked[name] = dict(options)
+        config = get_method(name)(**options).config  # every value checked by its Option declaration
+        checked[name] = {option: config[option] for option in options}
     return checked
 
 
@@ -291,7 +277,7 @@ def check_metric_needs(metrics, have, *, where: str, hint: bool = False) -> None
         if lacking:
             how = [NEED_HINTS[n] for n in lacking if n in NEED_HINTS]
             extra = f"; pass {' and '.join(how)}" if hint and how else ""
-            raise ValueError(f"metric {metric.name!r} needs {lacking}, which {where} does not have{extra}")
+            raise InputError(f"metric {metric.name!r} needs {lacking}, which {where} does not have{extra}")
 
 
 def build_metrics(specs, *, have=None, where: str = "the pair", hint: bool = False) -> list[Metric]:
@@ -300,18 +286,12 @@ def build_metrics(specs, *, have=None, where: str = "the pair", hint: bool = Fal
     metrics whose needs are available (see :func:`check_metric_needs`)."""
     if _is_one_metric(specs):
         specs = [specs]
-    elif isinstance(specs, (list, tuple)):
-        specs = list(specs)
-    else:
-        raise TypeError(f"metrics is {specs!r}; expected a list of names, (name, options) or Metrics")
+    elif not isinstance(specs, (list, tuple)):
+        raise InputTypeError(f"metrics is {specs!r}; expected a list of names, (name, options) or Metrics")
     metrics = [make_metric(spec) for spec in specs]
-    names = [m.name for m in metrics]
-    if len(set(names)) != len(names):
-        raise ValueError(f"metrics {names} repeat a name; give each metric once")
+    check_sequence([m.name for m in metrics], "metrics", empty=True, unique=True)
     if have is not None:
-        unknown = set(have) - set(NEEDS)
-        if unknown:
-            raise ValueError(f"have names unknown inputs {sorted(unknown)}; expected some of {NEEDS}")
+        check_sequence(have, "have", lambda need, label: check_choice(need, label, NEEDS), empty=True)
         check_metric_needs(metrics, have, where=where, hint=hint)
     return metrics
 
@@ -344,13 +324,11 @@ def compare(model, pairs, methods=None, metrics=None, *, method_options: dict | 
 
     from ..adapters import SimilarityModel
 
-    if not isinstance(model, SimilarityModel):
-        raise TypeError(f"model must be a SimilarityModel, got {type(model).__name__}")
-    if errors not in ("raise", "skip"):
-        raise ValueError(f"errors is {errors!r}; expected 'raise' or 'skip'")
-    pairs = [_as_pair(p, k) for k, p in enumerate(pairs)]
-    if not pairs:
-        raise ValueError("pairs is empty; expected at least one (query, reference) pair")
+    check_instance(model, "model", SimilarityModel)
+    check_choice(errors, "errors", ("raise", "skip"))
+    fast, show_progress = check_bool(fast, "fast"), check_bool(show_progress, "show_progress")
+    precision = check_int(precision, "precision", minimum=0)
+    pairs = [_as_pair(p, k) for k, p in enumerate(check_sequence(pairs, "pairs"))]
     methods = check_methods(methods)
     method_options = check_method_options(method_options, methods)
     metric_objs = build_metrics(default_metrics(pairs) if metrics is None else metrics)

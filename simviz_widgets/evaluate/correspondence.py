@@ -1,4 +1,4 @@
-"""Correspondence of point-specific maps with known geometry (METHODS.md "Evaluation").
+"""Correspondence of point-specific maps with known geometry (docs/methods.md, "Correspondence with known geometry").
 
 For a pair whose true pixel mapping is known (a mirror, a crop, a homography), the argmax of the
 point-specific map of a query point should land near the point's true match in the reference.
@@ -11,7 +11,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..explain.base import PairExplanation
+from ..checks import (
+    InputTypeError, Option, check_array, check_callable, check_choice, check_float, check_instance, check_sequence,
+)
+from ..explain.base import READINGS, PairExplanation
 from ..images import PreparedImage
 from .metrics import EvalContext, Metric, register_metric
 
@@ -63,10 +66,11 @@ def correspondence_rate(explanation: PairExplanation, mapping: Mapping, *, point
     cols, valid). ``points``: (rows, cols) arrays in query pixels; default: the query grid's cell
     centres. ``unit``: ``"cells"`` (Chebyshev, reference cells) or ``"pixels"`` (Euclidean,
     reference display pixels, measured from the argmax cell's centre)."""
-    if unit not in UNITS:
-        raise ValueError(f"unit {unit!r} is not known; expected one of {UNITS}")
-    if not (np.isfinite(tolerance) and tolerance >= 0):
-        raise ValueError(f"tolerance is {tolerance!r}; expected a radius >= 0")
+    check_instance(explanation, "explanation", PairExplanation)
+    check_callable(mapping, "mapping")
+    check_choice(unit, "unit", UNITS)
+    check_choice(reading, "reading", READINGS)
+    tolerance = check_float(tolerance, "tolerance", minimum=0.0)
     p2p = explanation._require_p2p()
     H, W = explanation.query_size
     Hr, Wr = explanation.reference_size
@@ -77,7 +81,11 @@ def correspondence_rate(explanation: PairExplanation, mapping: Mapping, *, point
         rows = (ci.ravel() + 0.5) * H / h - 0.5
         cols = (cj.ravel() + 0.5) * W / w - 0.5
     else:
-        rows, cols = (np.asarray(p, dtype=float).ravel() for p in points)
+        points = check_sequence(points, "points")
+        if len(points) != 2:
+            raise InputTypeError(f"points has {len(points)} items; expected (rows, cols) arrays of query pixels")
+        rows, cols = (check_array(p, f"points[{k}]", kinds="iuf", finite=True).astype(float).ravel()
+                      for k, p in enumerate(points))
     tr, tc, valid = mapping(rows, cols)
     tr, tc, valid = np.asarray(tr), np.asarray(tc), np.asarray(valid, bool)
     # True match in fractional reference-cell coordinates (half-pixel centres).
@@ -123,15 +131,11 @@ class CorrespondencePCK(Metric):
     description = "argmax of a point's map lands on its true match"
     unit = "PCK"
     options = {
-        "tolerance": (1.0, "radius, in `unit`"),
-        "unit": ("cells", "'cells' (Chebyshev, reference cells) or 'pixels' (Euclidean)"),
-        "reading": ("correspondence", "'correspondence' or 'contribution' point-specific maps"),
+        "tolerance": Option.number(1.0, "radius, in `unit`", minimum=0.0),
+        "unit": Option.choice("cells", "'cells' (Chebyshev, reference cells) or 'pixels' (Euclidean)", UNITS),
+        "reading": Option.choice("correspondence", "'correspondence' or 'contribution' point-specific maps",
+                                 READINGS),
     }
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        if self.config["unit"] not in UNITS:
-            raise ValueError(f"unit {self.config['unit']!r} is not known; expected one of {UNITS}")
 
     def evaluate(self, explanation: PairExplanation, context: EvalContext) -> float:
         if explanation.point_to_point is None:

@@ -28,8 +28,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..checks import check_choice
-from ..explain.base import PairExplanation
+from ..checks import (
+    InputError, InputTypeError, Option, check_array, check_choice, check_instance, check_mask, check_options,
+)
+from ..explain.base import SIDES, PairExplanation
 from ..registry import REGISTRIES
 
 __all__ = [
@@ -50,28 +52,14 @@ CATEGORIES = ("faithfulness", "localisation", "correspondence", "robustness/sani
 NEEDS = ("model", "mask", "mapping")
 
 
+#: Where a ground-truth mask's expected size comes from, for the error of a mask of another size.
+DISPLAY_MASK_NOTE = (" (the explained image's size: masks are in display coordinates; map source-image masks "
+                     "with simviz_widgets.evaluate.mask_to_display)")
+
+
 def check_display_mask(mask, size: tuple[int, int], label: str) -> np.ndarray:
-    """A ground-truth mask as a new bool (H, W) array matching the display image ``size``."""
-    arr = np.asarray(mask)
-    if arr.ndim != 2:
-        raise ValueError(f"{label} has shape {arr.shape}; expected a 2-D (H, W) mask")
-    if tuple(arr.shape) != tuple(size):
-        raise ValueError(
-            f"{label} is {arr.shape[0]}x{arr.shape[1]} but the explained image is {size[0]}x{size[1]}; "
-            "masks must be in display coordinates (map source-image masks with "
-            "simviz_widgets.evaluate.mask_to_display)"
-        )
-    if arr.dtype != bool:
-        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-            raise ValueError(f"{label} has dtype {arr.dtype}; expected bool or 0/1 numbers")
-        if not np.all(np.isin(arr, (0, 1))):
-            raise ValueError(f"{label} has values other than 0 and 1; expected a binary mask")
-        arr = arr.astype(bool)
-    else:
-        arr = arr.copy()
-    if not arr.any():
-        raise ValueError(f"{label} is empty (no True pixel); the ground-truth region must be non-empty")
-    return arr
+    """A non-empty ground-truth mask as a new bool (H, W) array over the display image of ``size``."""
+    return check_mask(mask, label, size, nonempty=True, note=DISPLAY_MASK_NOTE)
 
 
 def pixel_map(explanation: PairExplanation, side: str = "query") -> np.ndarray:
@@ -82,15 +70,10 @@ def pixel_map(explanation: PairExplanation, side: str = "query") -> np.ndarray:
     """
     from ..render.resize import upsample_bilinear
 
-    if side == "query":
-        values, size = explanation.query_map, explanation.query_size
-    elif side == "reference":
-        values, size = explanation.reference_map, explanation.reference_size
-    else:
-        raise ValueError(f"side must be 'query' or 'reference', got {side!r}")
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"the {side} map of method {explanation.method!r} has NaN or infinite values")
-    return upsample_bilinear(values, size)
+    check_instance(explanation, "explanation", PairExplanation)
+    side = check_choice(side, "side", SIDES)
+    values = check_array(explanation.map(side), f"the {side} map of method {explanation.method!r}", finite=True)
+    return upsample_bilinear(values, explanation.size(side))
 
 
 def mask_to_display(mask, prepared, *, name: str = "mask") -> np.ndarray:
@@ -100,18 +83,8 @@ def mask_to_display(mask, prepared, *, name: str = "mask") -> np.ndarray:
     through :meth:`PreparedImage.to_source`), so it follows any resize and centre crop the model's
     preprocessing applied.
     """
-    arr = np.asarray(mask)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} has shape {arr.shape}; expected a 2-D (H, W) mask")
-    if tuple(arr.shape) != tuple(prepared.source_size):
-        raise ValueError(
-            f"{name} is {arr.shape[0]}x{arr.shape[1]} but its image is "
-            f"{prepared.source_size[0]}x{prepared.source_size[1]}; expected a mask over the image"
-        )
-    if arr.dtype != bool:
-        if not np.all(np.isin(arr, (0, 1))):
-            raise ValueError(f"{name} has values other than 0 and 1; expected a binary mask")
-        arr = arr.astype(bool)
+    arr = check_mask(mask, name, prepared.source_size, note=" (the size of its image: a mask over the image "
+                     "as given, before the model's resize and crop)")
     H, W = prepared.size
     rows, _ = prepared.to_source(np.arange(H), np.zeros(H))
     _, cols = prepared.to_source(np.zeros(W), np.arange(W))
@@ -152,7 +125,9 @@ class Metric:
 
     Subclasses set the class attributes below and implement :meth:`evaluate`, which returns one
     float per explanation (NaN where the metric does not apply, e.g. a point-to-point metric on a
-    method with overall maps only). Options are keyword-only and validated like methods' options.
+    method with overall maps only). ``options``: name -> :class:`~simviz_widgets.checks.Option`,
+    which declares each option's type and range; options are keyword-only and checked by
+    :func:`~simviz_widgets.checks.check_options`, exactly like methods' options.
     """
 
     name: str = ""
@@ -161,17 +136,10 @@ class Metric:
     needs: frozenset = frozenset()
     description: str = ""
     unit: str = ""
-    options: dict[str, tuple[Any, str]] = {}
+    options: dict[str, Option] = {}
 
     def __init__(self, **options):
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            raise TypeError(
-                f"metric {self.name!r} got unknown option(s) {unknown}; it accepts "
-                f"{sorted(self.options) or 'no options'}"
-            )
-        self.config = {k: v[0] for k, v in self.options.items()}
-        self.config.update(options)
+        self.config = check_options(f"metric {self.name!r}", self.options, options)
 
     # -- the hook ----------------------------------------------------------------------
     def evaluate(self, explanation: PairExplanation, context: EvalContext) -> float:  # pragma: no cover
@@ -202,10 +170,12 @@ class Metric:
     def __call__(self, explanation: PairExplanation, *, model=None, query_mask=None, reference_mask=None,
                  mapping=None, method_options: dict | None = None) -> float:
         """Score one explanation. Masks (bool (H, W)) and ``mapping`` are in display pixels."""
-        if not isinstance(explanation, PairExplanation):
-            raise TypeError(
-                f"explanation must be a PairExplanation, got {type(explanation).__name__}"
-            )
+        check_instance(explanation, "explanation", PairExplanation)
+        if method_options is not None:
+            check_instance(method_options, "method_options", dict, "dict of the method's options")
+        if mapping is not None and not callable(mapping):
+            raise InputTypeError(f"mapping is a {type(mapping).__name__}; expected a function "
+                                 "(rows, cols) -> (rows, cols, valid) or None")
         context = EvalContext(
             model=model,
             query_mask=None if query_mask is None
@@ -217,7 +187,7 @@ class Metric:
         )
         missing = self.missing(context)
         if missing:
-            raise ValueError(f"metric {self.name!r} needs {missing}; pass them as keyword arguments")
+            raise InputError(f"metric {self.name!r} needs {missing}; pass them as keyword arguments")
         return float(self.evaluate(explanation, context))
 
     def __repr__(self) -> str:
@@ -233,11 +203,14 @@ def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
     another class is an error (the package's one registry design, :mod:`simviz_widgets.registry`)."""
 
     def deco(cls: type[Metric]) -> type[Metric]:
-        if cls.category not in CATEGORIES:
-            raise ValueError(f"metric {name!r} has category {cls.category!r}; expected one of {CATEGORIES}")
+        check_choice(cls.category, f"metric {name!r}: category", CATEGORIES)
         unknown = set(cls.needs) - set(NEEDS)
         if unknown:
-            raise ValueError(f"metric {name!r} needs unknown input(s) {sorted(unknown)}; expected {NEEDS}")
+            raise InputError(f"metric {name!r} needs unknown input(s) {sorted(unknown)}; expected {NEEDS}")
+        wrong = [k for k, option in cls.options.items() if not isinstance(option, Option)]
+        if wrong:
+            raise InputTypeError(f"metric {name!r} declares options {wrong} without Option(...); declare each "
+                                 "option's type (Option.flag, .integer, .number, .choice or .custom)")
         cls.name = name
         cls.needs = frozenset(cls.needs)
         return _METRICS.register(name, cls, (cls.__doc__ or "").strip().split("\n")[0])
@@ -267,6 +240,6 @@ def make_metric(spec) -> Metric:
         return get_metric(spec)
     if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], dict):
         return get_metric(spec[0], **spec[1])
-    raise TypeError(
+    raise InputTypeError(
         f"metric {spec!r} is not understood; expected a name, (name, options), or a Metric"
     )

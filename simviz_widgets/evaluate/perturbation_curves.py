@@ -1,4 +1,4 @@
-"""Deletion and insertion curves (the SANE protocol; METHODS.md "Evaluation").
+"""Deletion and insertion curves (the SANE protocol; docs/methods.md, "Deletion and insertion").
 
 For fractions ``t = 0, 0.01, ..., 1`` (101 steps) keep (insertion) or remove (deletion) the
 ``k = max(round(P t), 1)`` most salient pixels of the query, ranked by the query map upsampled
@@ -27,6 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checks import (
+    InputError, Option, check_bool, check_choice, check_float, check_instance, check_int, check_sequence,
+)
 from ..explain.base import PairExplanation
 from .metrics import EvalContext, Metric, pixel_map, register_metric
 
@@ -54,9 +57,8 @@ SCORES = ("model", "cosine")
 
 def pixel_counts(n_pixels: int, steps: int = 101) -> np.ndarray:
     """``k = max(round(P t), 1)`` for ``steps`` fractions t evenly spaced in [0, 1] (int64)."""
-    if int(steps) != steps or steps < 2:
-        raise ValueError(f"steps is {steps!r}; expected an integer >= 2 (the protocol uses 101)")
-    fractions = np.linspace(0.0, 1.0, int(steps))
+    n_pixels = check_int(n_pixels, "n_pixels", minimum=1)
+    fractions = np.linspace(0.0, 1.0, check_int(steps, "steps", minimum=2))
     return np.maximum(np.round(n_pixels * fractions), 1).astype(np.int64)
 
 
@@ -74,17 +76,16 @@ def display_to_tensor(display: np.ndarray, preprocess) -> torch.Tensor:
 def background_tensor(display: np.ndarray, preprocess, background: str = "grey",
                       blur_sigma: float = 5.0) -> torch.Tensor:
     """The replacement image (3, H, W) in the model's normalised space."""
+    check_choice(background, "background", BACKGROUNDS)
     if background == "grey":
         grey = np.full(np.asarray(display).shape, 127.5, dtype=np.float32)
         return display_to_tensor(grey, preprocess)
     if background == "blur":
         from scipy.ndimage import gaussian_filter
 
-        if not (np.isfinite(blur_sigma) and blur_sigma > 0):
-            raise ValueError(f"blur_sigma is {blur_sigma!r}; expected a positive number of pixels")
+        blur_sigma = check_float(blur_sigma, "blur_sigma", above=0.0)
         blurred = gaussian_filter(np.asarray(display, dtype=np.float32), sigma=(blur_sigma, blur_sigma, 0))
         return display_to_tensor(blurred, preprocess)
-    raise ValueError(f"background {background!r} is not known; expected one of {BACKGROUNDS}")
 
 
 def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
@@ -153,15 +154,13 @@ class CurveSummary:
 
 def average_curves(curves) -> CurveSummary:
     """Average the min-max normalised curves of several pairs; AUC of the mean curve x100."""
-    curves = list(curves)
-    if not curves:
-        raise ValueError("curves is empty; expected at least one PerturbationCurve")
+    curves = check_sequence(curves, "curves", lambda c, name: check_instance(c, name, PerturbationCurve))
     modes = {c.mode for c in curves}
     if len(modes) != 1:
-        raise ValueError(f"curves mix modes {sorted(modes)}; average deletion and insertion separately")
+        raise InputError(f"curves mix modes {sorted(modes)}; average deletion and insertion separately")
     fractions = curves[0].fractions
     if any(len(c.fractions) != len(fractions) or not np.allclose(c.fractions, fractions) for c in curves):
-        raise ValueError("curves have different fractions; compute them with the same steps")
+        raise InputError("curves have different fractions; compute them with the same steps")
     normalized = [c.normalized for c in curves]
     valid = [y for y in normalized if not np.isnan(y).any()]
     if valid:
@@ -172,22 +171,12 @@ def average_curves(curves) -> CurveSummary:
     return CurveSummary(curves[0].mode, fractions, mean, auc, len(curves), len(curves) - len(valid))
 
 
-def _check_options(mode, background, score, batch_size):
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r} is not known; expected one of {MODES}")
-    if background not in BACKGROUNDS:
-        raise ValueError(f"background {background!r} is not known; expected one of {BACKGROUNDS}")
-    if score not in SCORES:
-        raise ValueError(f"score {score!r} is not known; expected 'model' (the model's metric) or 'cosine'")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size is {batch_size!r}; expected a positive integer")
-
-
 def _check_sizes(model, explanation: PairExplanation) -> None:
+    """The explanation's images are the model's input size (it was computed with this model)."""
     expected = model.preprocess.input_size
     for label, size in (("query", explanation.query_size), ("reference", explanation.reference_size)):
         if expected is not None and tuple(size) != tuple(expected):
-            raise ValueError(
+            raise InputError(
                 f"the explanation's {label} image is {size[0]}x{size[1]} but the model's input is "
                 f"{expected[0]}x{expected[1]}; evaluate an explanation computed with this model"
             )
@@ -220,9 +209,16 @@ def perturbation_curve(model, explanation: PairExplanation, *, mode: str = "dele
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(explanation, PairExplanation):
-        raise TypeError(f"explanation must be a PairExplanation, got {type(explanation).__name__}")
-    _check_options(mode, background, score, batch_size)
+    from ..adapters import SimilarityModel
+
+    check_instance(model, "model", SimilarityModel)
+    check_instance(explanation, "explanation", PairExplanation)
+    check_choice(mode, "mode", MODES)
+    check_choice(background, "background", BACKGROUNDS)
+    check_choice(score, "score", SCORES)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    blur_sigma = check_float(blur_sigma, "blur_sigma", above=0.0)
+    fast, show_progress = check_bool(fast, "fast"), check_bool(show_progress, "show_progress")
     _check_sizes(model, explanation)
     if fast:
         from ..adapters.copies import fast_inference_copy
@@ -278,17 +274,13 @@ class _PerturbationMetric(Metric):
     unit = "AUC x100"
     mode = "deletion"
     options = {
-        "background": ("grey", "'grey' (0.5 in pixel space) or 'blur' (Gaussian-blurred query)"),
-        "blur_sigma": (5.0, "blur width in pixels for background='blur'"),
-        "steps": (101, "number of fractions t in [0, 1] (the protocol uses 101)"),
-        "batch_size": (32, "images per forward pass"),
-        "score": ("model", "'model' (the model's metric) or 'cosine'"),
+        "background": Option.choice("grey", "'grey' (0.5 in pixel space) or 'blur' (Gaussian-blurred query)",
+                                    BACKGROUNDS),
+        "blur_sigma": Option.number(5.0, "blur width in pixels for background='blur'", above=0.0),
+        "steps": Option.integer(101, "number of fractions t in [0, 1] (the protocol uses 101)", minimum=2),
+        "batch_size": Option.integer(32, "images per forward pass", minimum=1),
+        "score": Option.choice("model", "'model' (the model's metric) or 'cosine'", SCORES),
     }
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        _check_options(self.mode, self.config["background"], self.config["score"], self.config["batch_size"])
-        pixel_counts(4, self.config["steps"])  # validates steps
 
     def curve(self, explanation: PairExplanation, context: EvalContext) -> PerturbationCurve:
         model = context.model

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import InputError, Option, check_choice, check_float, check_instance
 from ..explain.base import PairExplanation
 from .metrics import EvalContext, Metric, check_display_mask, pixel_map, register_metric
 
@@ -34,17 +35,15 @@ SIDES = ("query", "reference", "both")
 
 
 def _side_mask(explanation: PairExplanation, mask, side: str) -> np.ndarray:
-    size = explanation.query_size if side == "query" else explanation.reference_size
-    return check_display_mask(mask, size, f"{side} mask")
+    check_instance(explanation, "explanation", PairExplanation)
+    side = check_choice(side, "side", SIDES[:2])
+    return check_display_mask(mask, explanation.size(side), f"{side} mask")
 
 
 def pointing_game(explanation: PairExplanation, mask, *, side: str = "query", tolerance: float = 0.0) -> float:
     """1.0 when the ``side`` map's maximum is inside ``mask`` (within ``tolerance`` pixels), else 0.0;
     fractional when the maximum is a plateau that straddles the mask's border."""
-    if side not in ("query", "reference"):
-        raise ValueError(f"side must be 'query' or 'reference', got {side!r}")
-    if not (np.isfinite(tolerance) and tolerance >= 0):
-        raise ValueError(f"tolerance is {tolerance!r}; expected a distance in pixels >= 0")
+    tolerance = check_float(tolerance, "tolerance", minimum=0.0)
     mask = _side_mask(explanation, mask, side)
     values = pixel_map(explanation, side)
     peak = float(values.max())
@@ -61,8 +60,6 @@ def pointing_game(explanation: PairExplanation, mask, *, side: str = "query", to
 
 def energy_pointing(explanation: PairExplanation, mask, *, side: str = "query") -> float:
     """Fraction of the ``side`` map's positive mass inside ``mask`` (NaN if the map has none)."""
-    if side not in ("query", "reference"):
-        raise ValueError(f"side must be 'query' or 'reference', got {side!r}")
     mask = _side_mask(explanation, mask, side)
     positive = np.maximum(pixel_map(explanation, side).astype(np.float64), 0.0)
     total = positive.sum()
@@ -78,12 +75,10 @@ class _MaskMetric(Metric):
 
     def _sides(self, explanation: PairExplanation, context: EvalContext) -> list[tuple[str, np.ndarray]]:
         side = self.config["side"]
-        if side not in SIDES:
-            raise ValueError(f"side {side!r} is not known; expected one of {SIDES}")
         masks = {"query": context.query_mask, "reference": context.reference_mask}
         if side != "both":
             if masks[side] is None:
-                raise ValueError(f"metric {self.name!r} with side={side!r} needs a {side} mask")
+                raise InputError(f"metric {self.name!r} with side={side!r} needs a {side} mask")
             return [(side, masks[side])]
         # An all-zero map is "not computed" (RISE and the sliding window explain the query only
         # unless both=True): score the sides that have a map, not chance on an empty one.
@@ -107,8 +102,8 @@ class PointingGame(_MaskMetric):
     description = "the map's maximum lies on the ground-truth region"
     unit = "hit rate"
     options = {
-        "tolerance": (0.0, "hit distance from the mask, in display pixels"),
-        "side": ("both", "'query', 'reference' or 'both' (mean over the sides with a mask)"),
+        "tolerance": Option.number(0.0, "hit distance from the mask, in display pixels", minimum=0.0),
+        "side": Option.choice("both", "'query', 'reference' or 'both' (mean over the sides with a mask)", SIDES),
     }
 
     def score_side(self, explanation, mask, side) -> float:
@@ -121,7 +116,8 @@ class EnergyPointing(_MaskMetric):
 
     description = "share of the map's positive mass on the ground-truth region"
     unit = "fraction"
-    options = {"side": ("both", "'query', 'reference' or 'both' (mean over the sides with a mask)")}
+    options = {"side": Option.choice("both", "'query', 'reference' or 'both' (mean over the sides with a mask)",
+                                     SIDES)}
 
     def score_side(self, explanation, mask, side) -> float:
         return energy_pointing(explanation, mask, side=side)

@@ -28,6 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import (
+    InputError, InputTypeError, Option, check_bool, check_choice, check_instance, check_int, check_names,
+)
 from ..explain.base import Explainer, PairExplanation, get_method
 from ..images import PreparedImage
 from ..adapters.copies import copy_parts, wrap_like
@@ -96,7 +99,7 @@ def _randomize(m: nn.Module, how: str, generator: torch.Generator, seed: int) ->
     with torch.no_grad():
         if how == "reset":
             if not hasattr(m, "reset_parameters"):
-                raise ValueError(
+                raise InputError(
                     f"layer {type(m).__name__} has no reset_parameters(); use randomization='gaussian'"
                 )
             with torch.random.fork_rng(devices=[]):
@@ -184,13 +187,13 @@ class SanityResult:
 def _explainer(method, options: dict) -> Explainer:
     if isinstance(method, Explainer):
         if options:
-            raise ValueError("pass options to the Explainer when building it, or a method name with options")
+            raise InputError("pass options to the Explainer when building it, or a method name with options")
         return method
     if isinstance(method, type) and issubclass(method, Explainer):
         return method(**options)
     if isinstance(method, str):
         return get_method(method)(**options)
-    raise TypeError(f"method must be a method name, an Explainer class or instance; got {type(method).__name__}")
+    raise InputTypeError(f"method must be a method name, an Explainer class or instance; got {type(method).__name__}")
 
 
 def sanity_randomization(model, query, reference, method="decomposition", *, layers=None,
@@ -208,12 +211,14 @@ def sanity_randomization(model, query, reference, method="decomposition", *, lay
 
     from ..adapters import SimilarityModel
 
-    if not isinstance(model, SimilarityModel):
-        raise TypeError(f"model must be a SimilarityModel, got {type(model).__name__}")
-    if randomization not in RANDOMIZATIONS:
-        raise ValueError(f"randomization {randomization!r} is not known; expected one of {RANDOMIZATIONS}")
-    if side not in MAP_SIDES:
-        raise ValueError(f"side {side!r} is not known; expected one of {MAP_SIDES}")
+    check_instance(model, "model", SimilarityModel)
+    check_choice(randomization, "randomization", RANDOMIZATIONS)
+    check_choice(side, "side", MAP_SIDES)
+    seed = check_int(seed, "seed", minimum=0)
+    absolute, show_progress = check_bool(absolute, "absolute"), check_bool(show_progress, "show_progress")
+    max_steps = None if max_steps is None else check_int(max_steps, "max_steps", minimum=1)
+    if method_options is not None:
+        check_instance(method_options, "method_options", dict, "dict of the method's options")
     explainer = _explainer(method, dict(method_options or {}))
     q = model.prepare(query, name="query")
     r = model.prepare(reference, name="reference")
@@ -222,19 +227,18 @@ def sanity_randomization(model, query, reference, method="decomposition", *, lay
     if layers is None:
         top_down = available[::-1]
     else:
+        layers = check_names(layers, "layers")
         unknown = [n for n in layers if n not in available]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"layers {unknown} are not layers with parameters that shape the embedding; "
                 f"choose from {available}"
             )
         top_down = list(layers)
     if not top_down:
-        raise ValueError("the model has no layers with parameters to randomise")
+        raise InputError("the model has no layers with parameters to randomise")
     if max_steps is not None:
-        if int(max_steps) != max_steps or max_steps < 1:
-            raise ValueError(f"max_steps is {max_steps!r}; expected a positive integer")
-        groups = [list(g) for g in np.array_split(np.array(top_down, dtype=object), min(int(max_steps), len(top_down)))]
+        groups = [list(g) for g in np.array_split(np.array(top_down, dtype=object), min(max_steps, len(top_down)))]
     else:
         groups = [[n] for n in top_down]
 
@@ -242,12 +246,12 @@ def sanity_randomization(model, query, reference, method="decomposition", *, lay
     reference_values = _side_values(original, side)
     module, head = copy_parts(model)
     named = _named_layers(module, head)
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(seed)
     correlations, maps = [], []
     bar = tqdm(groups, desc=f"randomising ({explainer.name})", unit="step", leave=False, disable=not show_progress)
     for k, group in enumerate(bar):
         for j, name in enumerate(group):
-            _randomize(named[name], randomization, generator, seed=int(seed) * 1000 + 100 * k + j)
+            _randomize(named[name], randomization, generator, seed=seed * 1000 + 100 * k + j)
         randomized = wrap_like(model, module, head)
         exp = explainer(randomized, q, r)
         correlations.append(_spearman(reference_values, _side_values(exp, side), absolute))
@@ -275,11 +279,12 @@ class SanityRandomization(Metric):
     description = "maps decorrelate as the model's layers are randomised"
     unit = "Spearman"
     options = {
-        "max_steps": (4, "randomisation steps (layers grouped top-down)"),
-        "randomization": ("gaussian", "'gaussian' (trained mean/std) or 'reset' (default initialiser)"),
-        "seed": (0, "random seed"),
-        "side": ("query", "'query', 'reference' or 'both'"),
-        "absolute": (False, "correlate absolute values"),
+        "max_steps": Option.integer(4, "randomisation steps (layers grouped top-down)", minimum=1),
+        "randomization": Option.choice("gaussian", "'gaussian' (trained mean/std) or 'reset' (default initialiser)",
+                                       RANDOMIZATIONS),
+        "seed": Option.integer(0, "random seed", minimum=0),
+        "side": Option.choice("query", "'query', 'reference' or 'both'", MAP_SIDES),
+        "absolute": Option.flag(False, "correlate absolute values"),
     }
 
     def evaluate(self, explanation: PairExplanation, context: EvalContext) -> float:

@@ -9,13 +9,15 @@ one interpolated row of ``D``, which is O(N_other * K) work.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 
-from ..checks import Option, check_options
+from ..checks import InputError, Option, check_bool, check_choice, check_options, check_pixel
 from ..registry import REGISTRIES
+from .point_to_point import READINGS, SIDES, PointToPoint, Side, _refuse_array, cell_weights, check_side, other_side
 
 __all__ = [
     "PairExplanation",
@@ -30,131 +32,31 @@ __all__ = [
     "Side",
     "other_side",
     "check_side",
+    "zero_embeddings",
 ]
 
-READINGS = ("contribution", "correspondence")
+def zero_embeddings(method: str, metric: str, query, reference, *, what: str = "embedding") -> tuple[str, ...]:
+    """The sides whose ``what`` (a tensor or array) is exactly zero when ``metric`` is 'cosine'.
 
-#: The two images of a pair, in this order everywhere (maps, canvases, pins, tables).
-SIDES = ("query", "reference")
-Side = Literal["query", "reference"]
-
-
-def check_side(side, label: str = "side") -> str:
-    """``side`` if it is 'query' or 'reference', else a clear error (no abbreviations)."""
-    if not isinstance(side, str) or side not in SIDES:
-        raise ValueError(f"{label} is {side!r}; expected 'query' or 'reference'")
-    return side
-
-
-def other_side(side: str) -> str:
-    """The other image of the pair: 'query' <-> 'reference'."""
-    return SIDES[1 - SIDES.index(check_side(side))]
-
-
-def cell_weights(pixel: float, n_pixels: int, n_cells: int) -> tuple[int, int, float]:
-    """Bilinear weights of an image coordinate in a grid of cells, half-pixel centres.
-
-    Returns (lower cell, upper cell, weight of the upper cell). ``u = (p + 0.5) * n / N - 0.5``,
-    clamped to the outer cell centres (align_corners=False convention).
+    The cosine of a zero vector is undefined. The project follows torch's ``cosine_similarity``
+    (with eps), which gives 0: the score is 0, and so every contribution must be 0 for the maps to
+    still sum to it. Methods call this with the two vectors and, when it returns sides, report
+    all-zero maps; it warns once (UserWarning) naming ``method`` and the image(s). Other metrics are
+    defined at 0 (an empty tuple is returned, no warning).
     """
-    u = (float(pixel) + 0.5) * n_cells / n_pixels - 0.5
-    u = min(max(u, 0.0), n_cells - 1.0)
-    lo = int(np.floor(u))
-    hi = min(lo + 1, n_cells - 1)
-    return lo, hi, u - lo
-
-
-@dataclass
-class PointToPoint:
-    """Factorised point-to-point scores ``D[i, j] = scale * G_q[i] . G_r[j]``.
-
-    ``query_factors`` (N_q, K), ``reference_factors`` (N_r, K): row-major cell order of the grids
-    ``query_grid`` / ``reference_grid`` = (h, w). ``query_vectors`` / ``reference_vectors`` are the
-    per-position embedding contributions e_i (N, D) used by the "correspondence" reading (cosine of
-    e_i and e_j); for cosine and dot metrics they are the factors themselves.
-    """
-
-    query_factors: np.ndarray
-    reference_factors: np.ndarray
-    scale: float
-    query_grid: tuple[int, int]
-    reference_grid: tuple[int, int]
-    query_vectors: np.ndarray | None = None
-    reference_vectors: np.ndarray | None = None
-    _unit_cache: dict = field(default_factory=dict, repr=False)
-
-    def __post_init__(self):
-        # float64 keeps exact identities exact (the Euclidean form subtracts large self terms);
-        # the factors are small, and the maps handed out are float32.
-        self.query_factors = np.ascontiguousarray(self.query_factors, dtype=np.float64)
-        self.reference_factors = np.ascontiguousarray(self.reference_factors, dtype=np.float64)
-        nq = self.query_grid[0] * self.query_grid[1]
-        nr = self.reference_grid[0] * self.reference_grid[1]
-        if self.query_factors.shape[0] != nq or self.reference_factors.shape[0] != nr:
-            raise ValueError("factor rows must match the number of grid cells")
-        if self.query_factors.shape[1] != self.reference_factors.shape[1]:
-            raise ValueError("query and reference factors must have the same width")
-        if self.query_vectors is None:
-            self.query_vectors = self.query_factors
-        if self.reference_vectors is None:
-            self.reference_vectors = self.reference_factors
-
-    def matrix(self) -> np.ndarray:
-        """The full (N_q, N_r) matrix D (float64) — for tests and small grids; hover never needs it."""
-        return self.scale * (self.query_factors @ self.reference_factors.T)
-
-    def transposed(self) -> "PointToPoint":
-        return PointToPoint(
-            self.reference_factors,
-            self.query_factors,
-            self.scale,
-            self.reference_grid,
-            self.query_grid,
-            self.reference_vectors,
-            self.query_vectors,
+    if metric != "cosine":
+        return ()
+    sides = tuple(side for side, g in zip(SIDES, (query, reference)) if not bool(g.any()))
+    if sides:
+        images = "the query and reference images have" if len(sides) == 2 else f"the {sides[0]} image has"
+        plural = "s" if len(sides) == 2 else ""
+        warnings.warn(
+            f"{method}: {images} an all-zero {what}{plural}, whose cosine similarity is undefined: the "
+            "score is 0 (torch's convention) and every contribution is set to 0",
+            UserWarning,
+            stacklevel=3,
         )
-
-    def _unit(self, which: str) -> np.ndarray:
-        if which not in self._unit_cache:
-            v = self.query_vectors if which == "query" else self.reference_vectors
-            norm = np.linalg.norm(v, axis=1, keepdims=True)
-            self._unit_cache[which] = v / np.maximum(norm, 1e-12)
-        return self._unit_cache[which]
-
-    def row(self, source: str, cell_row: float, cell_col: float, reading: str = "contribution") -> np.ndarray:
-        """Interpolated row of D for a fractional *cell* position in ``source`` ('query' or
-        'reference'); returns the map over the other image's grid, (h, w) float32."""
-        if reading not in READINGS:
-            raise ValueError(f"reading {reading!r} is not known; expected one of {READINGS}")
-        if source == "query":
-            grid, other_grid = self.query_grid, self.reference_grid
-            if reading == "contribution":
-                mine, other, scale = self.query_factors, self.reference_factors, self.scale
-            else:
-                mine, other, scale = self._unit("query"), self._unit("reference"), 1.0
-        elif source == "reference":
-            grid, other_grid = self.reference_grid, self.query_grid
-            if reading == "contribution":
-                mine, other, scale = self.reference_factors, self.query_factors, self.scale
-            else:
-                mine, other, scale = self._unit("reference"), self._unit("query"), 1.0
-        else:
-            raise ValueError(f"source must be 'query' or 'reference', got {source!r}")
-        h, w = grid
-        r = min(max(float(cell_row), 0.0), h - 1.0)
-        c = min(max(float(cell_col), 0.0), w - 1.0)
-        r0, c0 = int(np.floor(r)), int(np.floor(c))
-        r1, c1 = min(r0 + 1, h - 1), min(c0 + 1, w - 1)
-        fr, fc = r - r0, c - c0
-        # Interpolating the factor rows first, then one product, is the same bilinear map (D is
-        # linear in G_q) at a quarter of the cost.
-        vec = (
-            (1 - fr) * (1 - fc) * mine[r0 * w + c0]
-            + (1 - fr) * fc * mine[r0 * w + c1]
-            + fr * (1 - fc) * mine[r1 * w + c0]
-            + fr * fc * mine[r1 * w + c1]
-        )
-        return (scale * (other @ vec)).astype(np.float32).reshape(other_grid)
+    return sides
 
 
 @dataclass
@@ -167,7 +69,9 @@ class PairExplanation:
     :meth:`from_query` / :meth:`from_reference` (image pixel coordinates of the *display* images).
     ``completeness_error``: |sum of the decomposition - score| relative to the metric's natural
     scale (1 for cosine, |g_X||g_Y| for dot, |g_X|^2 + |g_Y|^2 for Euclidean) where the method is a
-    decomposition, else None. ``info``: method details (layer, pooling, head, notes).
+    decomposition, else None. ``info``: method details (layer, pooling, head, notes;
+    ``info['zero_embedding']`` names the images whose all-zero embedding left a cosine score
+    undefined: then the score is 0 and the maps are all 0, see :func:`zero_embeddings`).
     """
 
     method: str
@@ -189,8 +93,9 @@ class PairExplanation:
         self.reference_map = np.asarray(self.reference_map, dtype=np.float32)
         for label, m in (("query_map", self.query_map), ("reference_map", self.reference_map)):
             if m.ndim != 2:
-                raise ValueError(f"{label} must be 2-D (h, w), got shape {m.shape}")
+                raise InputError(f"{label} must be 2-D (h, w), got shape {m.shape}")
         self.missing_maps = tuple(check_side(s, "missing_maps entry") for s in self.missing_maps)
+        self.signed = check_bool(self.signed, "signed")
 
     @property
     def maps(self) -> dict[str, np.ndarray]:
@@ -230,26 +135,33 @@ class PairExplanation:
 
     def _require_p2p(self) -> PointToPoint:
         if self.point_to_point is None:
-            raise ValueError(
+            raise InputError(
                 f"method {self.method!r} gives overall maps only; point-to-point maps need a "
                 "method with a pairwise decomposition such as 'decomposition'"
             )
         return self.point_to_point
 
+    def check_point(self, side: str, row: float, col: float, *, label: str = "side") -> tuple[str, float, float]:
+        """(side, row, col) checked: ``side`` exactly 'query' or 'reference'; row and col real
+        numbers (numpy scalars too; bools, strings and arrays refused) inside ``side``'s display
+        image, with the half-pixel margin (-0.5 .. rows - 0.5). Errors name the image's size."""
+        side = check_side(side, label)
+        _refuse_array(side, "", row, col)
+        size = self.size(side)
+        try:
+            row, col = check_pixel(row, col, size, name=side)
+        except InputError as err:
+            raise InputError(f"{err} (the {side} image is {size[0]}x{size[1]} px)") from None
+        return side, row, col
+
     def pixel_to_cell(self, source: str, row: float, col: float) -> tuple[float, float]:
         """Image pixel (row, col) of ``source`` -> fractional cell position (half-pixel centres)."""
         p2p = self._require_p2p()
-        size = self.query_size if source == "query" else self.reference_size
+        source, row, col = self.check_point(source, row, col, label="source")
+        size = self.size(source)
         grid = p2p.query_grid if source == "query" else p2p.reference_grid
-        for label, value, limit in (("row", row, size[0]), ("col", col, size[1])):
-            if not np.isfinite(value):
-                raise ValueError(f"{source} {label} is {value}; expected a finite pixel coordinate")
-            if value < -0.5 or value > limit - 0.5:
-                raise ValueError(
-                    f"{source} {label} {value} is outside the image (0 .. {limit - 1})"
-                )
-        u = (float(row) + 0.5) * grid[0] / size[0] - 0.5
-        v = (float(col) + 0.5) * grid[1] / size[1] - 0.5
+        u = (row + 0.5) * grid[0] / size[0] - 0.5
+        v = (col + 0.5) * grid[1] / size[1] - 0.5
         return min(max(u, 0.0), grid[0] - 1.0), min(max(v, 0.0), grid[1] - 1.0)
 
     def from_query(self, row: float, col: float, *, reading: str = "contribution") -> np.ndarray:
@@ -261,12 +173,14 @@ class PairExplanation:
         image, without the pull toward high-norm cells.
         """
         p2p = self._require_p2p()
+        reading = check_choice(reading, "reading", READINGS)
         u, v = self.pixel_to_cell("query", row, col)
         return p2p.row("query", u, v, reading)
 
     def from_reference(self, row: float, col: float, *, reading: str = "contribution") -> np.ndarray:
         """Map over the query grid for reference pixel (row, col); see :meth:`from_query`."""
         p2p = self._require_p2p()
+        reading = check_choice(reading, "reading", READINGS)
         u, v = self.pixel_to_cell("reference", row, col)
         return p2p.row("reference", u, v, reading)
 

@@ -1,4 +1,4 @@
-"""Activation decomposition for deep metric learning (METHODS.md §1).
+"""Activation decomposition for deep metric learning (docs/methods.md, "Activation decomposition").
 
 Zhu, Yang, Chen, "Visual Explanation for Deep Metric Learning", IEEE TIP 2021 (arXiv 1909.12977).
 
@@ -17,7 +17,7 @@ import torch
 from ..adapters import SimilarityModel
 from ..checks import Option
 from ..images import PreparedImage
-from .base import Explainer, PairExplanation, PointToPoint, register_method
+from .base import Explainer, PairExplanation, PointToPoint, register_method, zero_embeddings
 
 __all__ = ["ActivationDecomposition", "position_contributions"]
 
@@ -59,8 +59,13 @@ def position_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: boo
             )
         if model.output_normalized:
             norm = g.norm()
-            E, g = E / norm, g / norm
-            notes.append("the model L2-normalises its embedding; contributions are divided by |g|")
+            if norm > 0:
+                E, g = E / norm, g / norm
+                notes.append("the model L2-normalises its embedding; contributions are divided by |g|")
+            else:  # normalize(0) is 0 (torch's eps): the embedding is 0, and so is every contribution
+                E, g = torch.zeros_like(E), torch.zeros_like(g)
+                notes.append("the embedding is all zero before the model's L2 normalisation (which "
+                             "keeps it 0): every contribution is 0")
     return {"E": E, "g": g, "grid": (h, w), "notes": notes}
 
 
@@ -117,6 +122,8 @@ class ActivationDecomposition(Explainer):
       variant ``D <- max(D / max(D), 0)`` (then no longer sums to the score).
     * Non-affine heads are linearised at the observed input; flattened heads use per-position
       weight blocks; any layer before non-linear blocks uses gradient x input (not in the paper).
+    * Cosine metric with an all-zero embedding (undefined): the score is 0 (torch's eps convention)
+      and so is every D(i, j), with a warning naming the image; dot and Euclidean are defined at 0.
     * Euclidean metric: S = -|g_X - g_Y|^2 = 2 g_X.g_Y - |g_X|^2 - |g_Y|^2; the cross term is decomposed
       as above and the self terms per position (e_i . g), all within one factorised D.
     """
@@ -144,6 +151,10 @@ class ActivationDecomposition(Explainer):
         if "residual_ratio" in cq:
             info["residual_ratio"] = {"query": cq["residual_ratio"], "reference": cr["residual_ratio"]}
         info["bias"] = bias
+        # Cosine of an all-zero embedding: score 0 (torch's eps convention), every D(i, j) 0.
+        zero = zero_embeddings(self.name, model.metric, gq, gr)
+        if zero:
+            info["zero_embedding"] = zero
 
         if model.metric == "euclidean":
             # D(i, j) = 2 e_i.e_j - (e_i . g_X) / N_Y - (e_j . g_Y) / N_X as one product of
@@ -166,7 +177,11 @@ class ActivationDecomposition(Explainer):
             }
         else:
             Gq, Gr = Eq, Er
-            scale = 1.0 / float(gq.norm() * gr.norm()) if model.metric == "cosine" else 1.0
+            # torch's cosine_similarity divides by max(|g|, eps) per vector: the same scale keeps
+            # sum D == score even for vanishing (but non-zero) embeddings.
+            eps = 1e-12
+            scale = (0.0 if zero else 1.0 / (max(float(gq.norm()), eps) * max(float(gr.norm()), eps))) \
+                if model.metric == "cosine" else 1.0
 
         if self.config["clip"]:
             Dm = scale * (Gq @ Gr.T)

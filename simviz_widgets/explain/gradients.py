@@ -1,4 +1,4 @@
-"""Gradient methods on a similarity (METHODS.md §3, §4): Grad-CAM, RGrad-CAM, similarity attention.
+"""Gradient methods on a similarity (docs/methods.md, "Gradient methods"): Grad-CAM, RGrad-CAM, similarity attention.
 
 All three take gradients at the decomposed layer A (the feature map feeding pooling, or the model's
 ``layer=`` in any-layer mode) on a fresh graph per call (``torch.autograd.grad``), so nothing
@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from ..adapters import SimilarityModel
-from ..images import PreparedImage
 from ..checks import Option
-from .base import Explainer, PairExplanation, register_method
+from ..images import PreparedImage
+from .base import Explainer, PairExplanation, register_method, zero_embeddings
 
 __all__ = [
     "GradCAM",
@@ -89,9 +89,16 @@ def grad_cam_map(A: torch.Tensor, grad: torch.Tensor, *, relu: bool = True) -> t
 
 
 def _explanation(method: str, model: SimilarityModel, query: PreparedImage, reference: PreparedImage,
-                 qmap: torch.Tensor, rmap: torch.Tensor, score: float, signed: bool, info: dict) -> PairExplanation:
+                 qmap: torch.Tensor, rmap: torch.Tensor, score: float, signed: bool, info: dict,
+                 embeddings: tuple[torch.Tensor, torch.Tensor]) -> PairExplanation:
     full = dict(model.describe())
     full.update(info)
+    # A cosine model's score at an all-zero embedding is 0 by convention; its gradient there is
+    # ~1/eps (meaningless), so the maps are 0 as well.
+    zero = zero_embeddings(method, model.metric, *embeddings)
+    if zero:
+        qmap, rmap = torch.zeros_like(qmap), torch.zeros_like(rmap)
+        full["zero_embedding"] = zero
     return PairExplanation(
         method=method,
         score=score,
@@ -138,7 +145,8 @@ class GradCAM(Explainer):
         qmap = grad_cam_map(g["A_query"], g["grad_query"], relu=relu)
         rmap = grad_cam_map(g["A_reference"], g["grad_reference"], relu=relu)
         info = {"relu": relu, "target": f"similarity ({model.metric}) with the other image fixed"}
-        return _explanation(self.name, model, query, reference, qmap, rmap, g["score"], not relu, info)
+        return _explanation(self.name, model, query, reference, qmap, rmap, g["score"], not relu, info,
+                            (g["g_query"], g["g_reference"]))
 
 
 @register_method("rgradcam")
@@ -163,7 +171,8 @@ class RGradCAM(Explainer):
         qmap = (g["grad_query"].double() * g["A_query"].double()).sum(0)
         rmap = (g["grad_reference"].double() * g["A_reference"].double()).sum(0)
         info = {"target": f"similarity ({model.metric}) with the other image fixed"}
-        return _explanation(self.name, model, query, reference, qmap, rmap, g["score"], True, info)
+        return _explanation(self.name, model, query, reference, qmap, rmap, g["score"], True, info,
+                            (g["g_query"], g["g_reference"]))
 
 
 @register_method("similarity_attention")
@@ -225,4 +234,5 @@ class SimilarityAttention(Explainer):
             "attention_scores": {"query": float(sq.detach()), "reference": float(sr.detach())},
             "weights": w.detach().float().numpy(),
         }
-        return _explanation(self.name, model, query, reference, qmap, rmap, score, False, info)
+        return _explanation(self.name, model, query, reference, qmap, rmap, score, False, info,
+                            (gq.detach(), gr.detach()))

@@ -1,4 +1,4 @@
-"""Similar Feature Activation Map (METHODS.md §5)."""
+"""Similar Feature Activation Map (docs/methods.md, "Similar Feature Activation Map")."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Callable
 import torch
 
 from ..adapters import SimilarityModel
-from ..checks import Option, check_choice
+from ..checks import InputError, Option, check_choice
 from ..images import PreparedImage
-from .base import Explainer, PairExplanation, register_method
+from .base import Explainer, PairExplanation, register_method, zero_embeddings
 
 __all__ = ["SFAM", "cosine_cis", "euclidean_cis"]
 
@@ -51,7 +51,8 @@ class SFAM(Explainer):
     any-layer mode (``layer=``) is ignored (the pooled feature needs the pooling input).
     """
 
-    paper = "Liao et al. Similar Feature Activation Map. arXiv 2506.01636 (2025)"
+    paper = ("Liao, Akpudo, Zhang, Gao, Zhou, Zeng, Zhang. Visual Explanation via Similar Feature Activation "
+             "for Metric Learning. arXiv 2506.01636 (2025)")
     options = {
         "cis": Option.custom("auto", "'auto' | 'cosine' | 'euclidean' | callable(p_query, p_reference) -> (C,)",
                              lambda value, name: value if callable(value) else
@@ -68,7 +69,7 @@ class SFAM(Explainer):
 
     def compute(self, model: SimilarityModel, query: PreparedImage, reference: PreparedImage) -> PairExplanation:
         if model.pooling.kind == "flatten":
-            raise ValueError(
+            raise InputError(
                 "method 'sfam' needs a global pooling (avg, max or gem); this model flattens its "
                 "feature map into the head. Use method='decomposition'."
             )
@@ -76,24 +77,29 @@ class SFAM(Explainer):
         with torch.no_grad():
             fq = model.features(query.tensor)
             fr = model.features(reference.tensor)
-            score = float(model.score_embeddings(model.embed_from_features(fq),
-                                                 model.embed_from_features(fr))[0])
+            gq, gr = model.embed_from_features(fq), model.embed_from_features(fr)
+            score = float(model.score_embeddings(gq, gr)[0])
             pq = model.pooling(fq)[0].double()
             pr = model.pooling(fr)[0].double()
             cis = fn(pq.clone(), pr.clone())
             if not isinstance(cis, torch.Tensor):
                 cis = torch.as_tensor(cis)
             if cis.shape != pq.shape:
-                raise ValueError(
+                raise InputError(
                     f"sfam: the cis function returned shape {tuple(cis.shape)}; expected "
                     f"({pq.shape[0]},), one score per channel"
                 )
             cis = cis.double()
             if not torch.isfinite(cis).all():
-                raise ValueError("sfam: the cis function returned NaN or infinite values")
+                raise InputError("sfam: the cis function returned NaN or infinite values")
             qmap = torch.einsum("c,chw->hw", cis, fq[0].double()).clamp_min(0)
             rmap = torch.einsum("c,chw->hw", cis, fr[0].double()).clamp_min(0)
         info = dict(model.describe())
+        # A cosine model's score at an all-zero embedding is 0 by convention: nothing to attribute.
+        zero = zero_embeddings(self.name, model.metric, gq, gr)
+        if zero:
+            qmap, rmap = torch.zeros_like(qmap), torch.zeros_like(rmap)
+            info["zero_embedding"] = zero
         info.update({"cis": name, "cis_values": cis.float().numpy()})
         if model.decompose_layer is not None:
             info["layer"] = model.feature_layer

@@ -1,12 +1,13 @@
-"""Similarity maps of pooled features (METHODS.md §2)."""
+"""Similarity maps of pooled features (docs/methods.md, "Similarity maps")."""
 
 from __future__ import annotations
 
 import torch
 
 from ..adapters import SimilarityModel
+from ..checks import InputError
 from ..images import PreparedImage
-from .base import Explainer, PairExplanation, PointToPoint, register_method
+from .base import Explainer, PairExplanation, PointToPoint, register_method, zero_embeddings
 
 __all__ = ["SimilarityMap"]
 
@@ -40,19 +41,23 @@ class SimilarityMap(Explainer):
 
     def compute(self, model: SimilarityModel, query: PreparedImage, reference: PreparedImage) -> PairExplanation:
         if model.pooling.kind == "flatten":
-            raise ValueError(
+            raise InputError(
                 "method 'similarity_map' needs a global pooling (avg, max or gem); this model "
                 "flattens its feature map into the head. Use method='decomposition'."
             )
         with torch.no_grad():
             fq = model.features(query.tensor)
             fr = model.features(reference.tensor)
-            score = float(model.score_embeddings(model.embed_from_features(fq),
-                                                 model.embed_from_features(fr))[0])
+            gq, gr = model.embed_from_features(fq), model.embed_from_features(fr)
+            score = float(model.score_embeddings(gq, gr)[0])
             Gq, pq, grid_q = _weighted_positions(model, fq)
             Gr, pr, grid_r = _weighted_positions(model, fr)
+        # The score of a cosine model with an all-zero embedding is 0, and so is every value of the
+        # maps; the maps' own cosine (of the pooled features) is undefined for a zero pooled feature.
+        zero = zero_embeddings(self.name, model.metric, gq, gr) or \
+            zero_embeddings(self.name, "cosine", pq, pr, what="pooled feature")
         norms = float(pq.norm() * pr.norm())
-        scale = 1.0 / norms if norms > 0 else 0.0  # an all-zero pooled feature has no direction
+        scale = 1.0 / norms if norms > 0 and not zero else 0.0
         qmap = scale * (Gq @ pr)
         rmap = scale * (Gr @ pq)
         p2p = PointToPoint(
@@ -64,6 +69,8 @@ class SimilarityMap(Explainer):
         )
         info = dict(model.describe())
         info["pooled_cosine"] = float(qmap.sum())
+        if zero:
+            info["zero_embedding"] = zero
         info["notes"] = ["maps of the pooled feature (W = I): they sum to cos(p_X, p_Y), not to the "
                          "score, when the model has a head or another metric"]
         if model.pooling.kind == "max":

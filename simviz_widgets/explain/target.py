@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..adapters import METRICS
+from ..checks import InputError, InputTypeError, check_choice
 
 __all__ = ["SimilarityTarget"]
 
@@ -43,12 +44,11 @@ class SimilarityTarget:
     """
 
     def __init__(self, reference_embedding, metric: str = "cosine"):
-        if metric not in METRICS:
-            raise ValueError(f"metric {metric!r} is not known; expected one of {METRICS}")
+        metric = check_choice(metric, "metric", METRICS)
         if isinstance(reference_embedding, np.ndarray):
             reference_embedding = torch.from_numpy(np.array(reference_embedding, copy=True))
         if not isinstance(reference_embedding, torch.Tensor):
-            raise TypeError(
+            raise InputTypeError(
                 "reference_embedding must be a torch tensor or numpy array of shape (D,) or (1, D), "
                 f"got {type(reference_embedding).__name__}"
             )
@@ -56,14 +56,14 @@ class SimilarityTarget:
         if ref.ndim == 2 and ref.shape[0] == 1:
             ref = ref[0]
         if ref.ndim != 1 or ref.shape[0] == 0:
-            raise ValueError(
+            raise InputError(
                 f"reference_embedding has shape {tuple(reference_embedding.shape)}; expected one "
                 "embedding (D,) or (1, D)"
             )
         if not ref.is_floating_point():
             ref = ref.double()
         if not torch.isfinite(ref).all():
-            raise ValueError("reference_embedding contains NaN or infinite values")
+            raise InputError("reference_embedding contains NaN or infinite values")
         self.reference = ref
         self.metric = metric
 
@@ -76,9 +76,9 @@ class SimilarityTarget:
 
     def __call__(self, embedding: torch.Tensor) -> torch.Tensor:
         if not isinstance(embedding, torch.Tensor):
-            raise TypeError(f"embedding must be a torch tensor, got {type(embedding).__name__}")
+            raise InputTypeError(f"embedding must be a torch tensor, got {type(embedding).__name__}")
         if embedding.ndim not in (1, 2) or embedding.shape[-1] != self.reference.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"embedding has shape {tuple(embedding.shape)}; expected (D,) or (B, D) with "
                 f"D = {self.reference.shape[0]} like the reference"
             )

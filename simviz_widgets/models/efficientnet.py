@@ -13,6 +13,7 @@ import re
 import torch
 
 from ..adapters import SimilarityModel
+from ..checks import check_instance, check_int
 from ..images import PreprocessConfig
 from .registry import register_model
 
@@ -95,6 +96,8 @@ def imagenet_categories() -> list[str]:
 
 def imagenet_top_k(model: SimilarityModel, image, k: int = 5) -> list[tuple[str, float]]:
     """Top-k ImageNet classes of ``image`` under ``model.module`` (a classifier)."""
+    check_instance(model, "model", SimilarityModel)
+    k = check_int(k, "k", minimum=1, maximum=len(imagenet_categories()))
     x = model.prepare(image, name="image").tensor
     with torch.no_grad():
         probs = model.module(x).softmax(-1)[0]

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..adapters import SimilarityModel
+from ..checks import InputError, check_array, check_bool, check_float, check_int, check_path
 from ..images import PreprocessConfig
 from .registry import register_model
 
@@ -61,9 +62,8 @@ class SceneEmbeddingNet(nn.Module):
 
 def scene_batch(images) -> torch.Tensor:
     """uint8 (B, H, W, 3) scenes (or a list of them) -> the normalised tensor the model expects."""
-    arr = np.asarray(np.stack(list(images)) if not isinstance(images, np.ndarray) else images)
-    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"images have shape {arr.shape} and dtype {arr.dtype}; expected uint8 (B, H, W, 3)")
+    arr = check_array(images, "images", shape=(None, None, None, 3), dtype=np.uint8,
+                      expected="uint8 (B, H, W, 3) scenes")
     x = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(SCENE_PREPROCESS.mean).view(1, 3, 1, 1)
     std = torch.tensor(SCENE_PREPROCESS.std).view(1, 3, 1, 1)
@@ -85,9 +85,12 @@ def train_scene_model(*, steps: int = 1200, batch: int = 32, pairs: int = 3000, 
 
     from ..datasets.synthetic import negative_pairs, scene_pairs
 
-    for label, value in (("steps", steps), ("batch", batch), ("pairs", pairs)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{label} is {value!r}; expected a positive integer")
+    steps, batch, pairs = (check_int(v, label, minimum=1) for label, v in (("steps", steps), ("batch", batch),
+                                                                         ("pairs", pairs)))
+    seed, lr = check_int(seed, "seed", minimum=0), check_float(lr, "lr", above=0.0)
+    width, dim = check_int(width, "width", minimum=4), check_int(dim, "dim", minimum=1)
+    proxy_weight = check_float(proxy_weight, "proxy_weight", minimum=0.0)
+    show_progress = check_bool(show_progress, "show_progress")
     start = time.perf_counter()
     pos = scene_pairs(pairs, seed=seed)
     neg = negative_pairs(pairs, seed=seed + 1)
@@ -157,12 +160,28 @@ def synthetic_scenes(*, weights: str | Path | None = None, steps: int = 1200, se
     """The synthetic-scenes model: from ``weights`` (a state dict saved with ``torch.save``) or
     trained now from ``seed`` for ``steps`` steps."""
     if weights is not None:
-        path = Path(weights)
+        path = check_path(weights, "weights")
         if not path.is_file():
             raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net = SceneEmbeddingNet(width=state["head.weight"].shape[1], dim=state["head.weight"].shape[0])
-        net.load_state_dict(state)
+        where = f"weights file {str(path)!r}"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - empty (EOFError), truncated, not a torch file, pickled code
+            reason = (str(err).strip().splitlines() or [""])[0][:200]
+            raise InputError(f"{where} could not be read ({type(err).__name__}: {reason}); expected a state "
+                             "dict saved with torch.save(net.state_dict())") from None
+        head = state.get("head.weight") if isinstance(state, dict) else None
+        if not isinstance(head, torch.Tensor) or head.ndim != 2:
+            raise InputError(f"{where} is not a SceneEmbeddingNet state dict (no 2-D 'head.weight')")
+        bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+               and not torch.isfinite(v).all()]
+        if bad:
+            raise InputError(f"{where}: {bad} have NaN or infinite values")
+        net = SceneEmbeddingNet(width=head.shape[1], dim=head.shape[0])
+        try:
+            net.load_state_dict(state)
+        except (RuntimeError, TypeError) as err:  # missing or unexpected keys, shapes that disagree
+            raise InputError(f"{where} does not fit a SceneEmbeddingNet: {str(err).splitlines()[0]}") from None
         net.eval()
     else:
         net, _ = train_scene_model(steps=steps, seed=seed, width=width, dim=dim, show_progress=show_progress)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..adapters import SimilarityModel
+from ..checks import check_choice, check_int
 from ..images import PreprocessConfig
 from .registry import register_model
 
@@ -24,6 +25,10 @@ class TinyEmbeddingNet(nn.Module):
     def __init__(self, pooling: str = "avg", head: str = "linear", *, channels: int = 16, dim: int = 12,
                  grid: int = 8, seed: int = 0):
         super().__init__()
+        check_choice(pooling, "pooling", ("avg", "max", "gem", "flatten"))
+        check_choice(head, "head", ("identity", "linear", "linear_nobias", "bn", "linear_bn", "mlp", "flat_linear"))
+        channels, dim = check_int(channels, "channels", minimum=1), check_int(dim, "dim", minimum=1)
+        grid, seed = check_int(grid, "grid", minimum=1), check_int(seed, "seed", minimum=0)
         gen = torch.Generator().manual_seed(seed)
         self.backbone = nn.Sequential(
             nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
@@ -110,6 +115,7 @@ def tiny_test(*, pooling: str = "avg", head: str = "linear", metric: str = "cosi
 
 @register_model("mean_color", "hand-set: embedding = mean RGB over 4x4 cells (known answers)")
 def mean_color(*, metric: str = "dot", size: int = 32) -> SimilarityModel:
+    size = check_int(size, "size", minimum=4)
     cfg = PreprocessConfig(input_size=(size, size), resize_short=None, interpolation="bilinear",
                            mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     return SimilarityModel.wrap(MeanColorNet(), metric=metric, preprocess=cfg, name="mean_color")

@@ -13,11 +13,12 @@ values are never rescaled anywhere else.
 
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 
 import matplotlib
 import numpy as np
+
+from ..checks import InputError, check_array, check_bool, check_choice, check_colormap, check_float
 
 __all__ = [
     "colormap_lut",
@@ -46,21 +47,12 @@ def default_cmap(signed: bool) -> str:
     >>> default_cmap(True), default_cmap(False)
     ('RdBu_r', 'inferno')
     """
-    return SIGNED_CMAP if signed else UNSIGNED_CMAP
+    return SIGNED_CMAP if check_bool(signed, "signed") else UNSIGNED_CMAP
 
 
 @lru_cache(maxsize=64)
 def _lut(name: str) -> np.ndarray:
-    try:
-        cmap = matplotlib.colormaps[name]
-    except KeyError:
-        known = sorted(matplotlib.colormaps)
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"cmap {name!r} is not a matplotlib colormap; expected a name from "
-            f"matplotlib.colormaps such as 'inferno', 'viridis' or 'RdBu_r'.{hint}"
-        ) from None
+    cmap = matplotlib.colormaps[name]
     lut = np.round(cmap(np.linspace(0.0, 1.0, 256)) * 255.0).astype(np.uint8)
     lut.setflags(write=False)  # shared by every caller: must not be edited in place
     return lut
@@ -71,22 +63,15 @@ def colormap_lut(name: str) -> np.ndarray:
 
     The returned array is read-only because it is shared; copy it to modify.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"cmap must be a colormap name (str), got {type(name).__name__}")
-    return _lut(name)
+    return _lut(check_colormap(name, "cmap"))
 
 
-def _check_map(values, label: str = "map") -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.ndim != 2:
-        raise ValueError(f"{label} has shape {arr.shape}; expected a 2-D (h, w) array")
-    if arr.size == 0:
-        raise ValueError(f"{label} is empty (shape {arr.shape}); expected at least one cell")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"{label} has dtype {arr.dtype}; expected a float (or integer) array")
+def _as_map(values) -> np.ndarray:
+    """A finite, non-empty (h, w) numeric map as float32 (a new array where it converts)."""
+    arr = check_array(values, "map", ndim=2, kinds="iuf", finite=True, expected="a 2-D (h, w) array")
     arr = arr.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{label} contains NaN or infinite values; expected finite numbers")
+    if not np.all(np.isfinite(arr)):  # finite as float64, beyond float32's range
+        raise InputError("map has values beyond float32's range; expected finite numbers")
     return arr
 
 
@@ -113,12 +98,10 @@ def normalize_map(
     >>> normalize_map(np.array([[0.25, 2.0]]), mode="none")[0].tolist()
     [[0.25, 1.0]]
     """
-    arr = _check_map(values)
-    if mode not in NORMALIZE_MODES:
-        raise ValueError(f"mode {mode!r} is not known; expected one of {NORMALIZE_MODES}")
-    for label, limit in (("vmin", vmin), ("vmax", vmax)):
-        if limit is not None and not np.isfinite(limit):
-            raise ValueError(f"{label} is {limit}; expected a finite number or None")
+    arr = _as_map(values)
+    check_choice(mode, "mode", NORMALIZE_MODES)
+    vmin = None if vmin is None else check_float(vmin, "vmin")
+    vmax = None if vmax is None else check_float(vmax, "vmax")
 
     if mode == "symmetric":
         if vmin is None and vmax is None:
@@ -133,7 +116,7 @@ def normalize_map(
         lo = 0.0 if vmin is None else float(vmin)
         hi = 1.0 if vmax is None else float(vmax)
     if hi < lo:
-        raise ValueError(f"vmax ({hi}) is smaller than vmin ({lo}); expected vmin <= vmax")
+        raise InputError(f"vmax ({hi}) is smaller than vmin ({lo}); expected vmin <= vmax")
 
     span = hi - lo
     if span <= 0:
@@ -167,17 +150,14 @@ def map_to_rgba(
     >>> map_to_rgba(np.array([[0.0, 1.0]]), cmap="gray", alpha=0.5)[..., [0, 3]].tolist()
     [[[0, 128], [255, 128]]]
     """
-    arr = _check_map(values)
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha is {alpha}; expected a number in [0, 1]")
-    if signed is None:
-        signed = bool(arr.min() < 0)
+    arr = _as_map(values)
+    alpha = check_float(alpha, "alpha", minimum=0.0, maximum=1.0)
+    alpha_from_value = check_bool(alpha_from_value, "alpha_from_value")
+    signed = bool(arr.min() < 0) if signed is None else check_bool(signed, "signed")
     if mode is None:
         mode = "symmetric" if signed else "minmax"
-    if cmap is None:
-        cmap = default_cmap(signed)
+    lut = colormap_lut(default_cmap(signed) if cmap is None else cmap)
     unit, _, _ = normalize_map(arr, mode=mode, vmin=vmin, vmax=vmax)
-    lut = colormap_lut(cmap)
     rgba = lut[np.round(unit * 255.0).astype(np.intp)]  # fancy indexing: a new array
     opacity = np.full(arr.shape, float(alpha), np.float32)
     if alpha_from_value:

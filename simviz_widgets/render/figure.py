@@ -20,7 +20,8 @@ from matplotlib.colors import Normalize
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
-from .colormap import colormap_lut, default_cmap, normalize_map
+from ..checks import check_array, check_choice, check_colormap, check_float, check_int, check_pixel
+from .colormap import default_cmap, normalize_map
 
 
 class DisplayFigure(Figure):
@@ -70,7 +71,7 @@ def default_points(explanation, count: int = _DEFAULT_POINT_COUNT) -> np.ndarray
     """
     values = np.asarray(explanation.query_map, dtype=np.float64)
     h, w = values.shape
-    count = min(int(count), h * w)
+    count = min(check_int(count, "count", minimum=0), h * w)
     order = np.argsort(-values, axis=None, kind="stable")
     spacing = max(1, min(h, w) // 3)
     chosen: list[tuple[int, int]] = []
@@ -94,26 +95,18 @@ def default_points(explanation, count: int = _DEFAULT_POINT_COUNT) -> np.ndarray
 def _resolve_points(explanation, points) -> np.ndarray:
     if points is None:
         return default_points(explanation)
-    if isinstance(points, (int, np.integer)) and not isinstance(points, bool):
-        if points < 0:
-            raise ValueError(f"points is {points}; expected a count >= 0 or (row, col) pairs")
-        return default_points(explanation, int(points)) if points else np.zeros((0, 2))
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.ndim == 1 and arr.shape == (2,):
+    if isinstance(points, (int, np.integer)) and not isinstance(points, (bool, np.bool_)):
+        count = check_int(points, "points", minimum=0)
+        return default_points(explanation, count) if count else np.zeros((0, 2))
+    arr = check_array(points, "points", ndim=(1, 2), kinds="iuf", empty=True,
+                      expected="a count or (row, col) pixel pairs of the query").astype(np.float64)
+    if arr.shape == (2,):
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(
-            f"points has shape {arr.shape}; expected a count or (row, col) pixel pairs of the query"
-        )
-    height, width = explanation.query.shape[:2]
+        check_array(arr, "points", shape=(None, 2), expected="a count or (row, col) pixel pairs of the query")
+    size = explanation.query.shape[:2]
     for k, (r, c) in enumerate(arr):
-        if not (np.isfinite(r) and np.isfinite(c)) or not (
-            -0.5 <= r <= height - 0.5 and -0.5 <= c <= width - 0.5
-        ):
-            raise ValueError(
-                f"points[{k}] = ({r}, {c}) is outside the query image "
-                f"(rows 0..{height - 1}, cols 0..{width - 1})"
-            )
+        check_pixel(r, c, size, f"points[{k}] (query)")
     return arr
 
 
@@ -160,12 +153,10 @@ def explanation_figure(
     always signed). ``alpha``: map opacity over the photos. ``reading``: "contribution" or
     "correspondence" (see ``PairExplanation.from_query``).
     """
-    if reading not in READINGS:
-        raise ValueError(f"reading {reading!r} is not known; expected one of {READINGS}")
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha is {alpha}; expected a number in [0, 1]")
-    if cmap is not None:
-        colormap_lut(cmap)  # fail here, with the colormap's name, not deep inside matplotlib
+    check_choice(reading, "reading", READINGS)
+    alpha = check_float(alpha, "alpha", minimum=0.0, maximum=1.0)
+    cmap = check_colormap(cmap, "cmap", optional=True)  # here, with its name, not deep in matplotlib
+    panel_size = check_float(panel_size, "panel_size", above=0.0)
     exp = explanation
     p2p = getattr(exp, "point_to_point", None)
     pts = _resolve_points(exp, points) if p2p is not None else np.zeros((0, 2))

@@ -14,22 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import InputError, check_array, check_bool, check_float
 from .colormap import map_to_rgba, normalize_map
 from .resize import upsample_bilinear
 
-__all__ = ["overlay", "check_rgb_uint8"]
-
-
-def check_rgb_uint8(image, label: str = "image") -> np.ndarray:
-    """Validate a display image: (H, W, 3) uint8. Returns it as an array (not copied)."""
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"{label} has shape {arr.shape}; expected an (H, W, 3) RGB image")
-    if arr.dtype != np.uint8:
-        raise ValueError(f"{label} has dtype {arr.dtype}; expected uint8 (0..255)")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{label} is empty (shape {arr.shape})")
-    return arr
+__all__ = ["overlay"]
 
 
 def overlay(
@@ -51,11 +40,11 @@ def overlay(
     already coloured (h, w, 4) uint8 RGBA map. ``alpha`` scales the map's opacity; per pixel,
     ``out = (1 - a) * photo + a * colour`` with ``a = alpha * map_alpha / 255``.
     """
-    photo = check_rgb_uint8(image, "image")
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha is {alpha}; expected a number in [0, 1]")
+    photo = check_array(image, "image", shape=(None, None, 3), dtype=np.uint8, expected="an (H, W, 3) RGB image")
+    alpha = check_float(alpha, "alpha", minimum=0.0, maximum=1.0)
+    signed = None if signed is None else check_bool(signed, "signed")
     size = photo.shape[:2]
-    arr = np.asarray(values)
+    arr = check_array(values, "map", kinds="uif", finite=True)
 
     if arr.ndim == 3 and arr.shape[2] == 4 and arr.dtype == np.uint8:
         channels = [upsample_bilinear(arr[..., k], size) for k in range(4)]
@@ -76,10 +65,10 @@ def overlay(
         colour = rgba[..., :3].astype(np.float32)
         opacity = rgba[..., 3] / 255.0
     else:
-        raise ValueError(
+        raise InputError(
             f"map has shape {arr.shape} and dtype {arr.dtype}; expected a float (h, w) map or an "
             "(h, w, 4) uint8 RGBA map"
         )
-    a = (float(alpha) * opacity)[..., None]
+    a = (alpha * opacity)[..., None]
     blended = (1.0 - a) * photo.astype(np.float32) + a * colour
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)

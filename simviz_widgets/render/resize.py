@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_array, check_shape2
+
 __all__ = ["upsample_bilinear", "source_positions"]
 
 
@@ -30,29 +32,14 @@ def source_positions(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.
     return lower, upper, pos - lower
 
 
-def _check_size(size) -> tuple[int, int]:
-    try:
-        rows, cols = size
-        ok = int(rows) == rows and int(cols) == cols and rows >= 1 and cols >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"size is {size!r}; expected (rows, cols) with two positive integers")
-    return int(rows), int(cols)
-
-
 def upsample_bilinear(values, size) -> np.ndarray:
     """Resample a 2-D map to ``size = (rows, cols)``: float32 (rows, cols), input untouched.
 
     Separable: columns first, then rows, each a gather of two neighbours and one blend, so the
     cost is O(rows * cols). Works for shrinking too (plain bilinear, no anti-aliasing, like torch).
     """
-    arr = np.asarray(values)
-    if arr.ndim != 2 or arr.size == 0:
-        raise ValueError(f"map has shape {arr.shape}; expected a non-empty 2-D (h, w) array")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"map has dtype {arr.dtype}; expected a numeric array")
-    rows, cols = _check_size(size)
+    arr = check_array(values, "map", ndim=2, kinds="iuf", expected="a non-empty 2-D (h, w) array")
+    rows, cols = check_shape2(size, "size")
     arr = arr.astype(np.float64, copy=False)
     h, w = arr.shape
 

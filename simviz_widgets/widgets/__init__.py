@@ -10,7 +10,8 @@ from .comparison import MethodComparisonPanel
 from .explorer import PairExplorer
 from .overall_panel import OverallPanel
 from .pair_viewer import PairViewer
+from .session import WidgetClosedError
 from .state import PIN_COLOURS, HoverState, Pin
 
-__all__ = ["PairViewer", "OverallPanel", "PairExplorer", "HoverState", "Pin", "PIN_COLOURS"]
+__all__ = ["PairViewer", "OverallPanel", "PairExplorer", "HoverState", "Pin", "PIN_COLOURS", "WidgetClosedError"]
 __all__ += ["MethodComparisonPanel", "AttributePanel"]

@@ -15,8 +15,9 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..checks import check_choice, check_colormap, check_float, check_instance, check_int
 from ..explain.base import READINGS, PairExplanation
-from ..render import colormap_lut, map_to_rgba, normalize_map, overlay, upsample_bilinear
+from ..render import map_to_rgba, normalize_map, overlay, upsample_bilinear
 from .state import HoverState
 
 __all__ = [
@@ -150,54 +151,19 @@ def single_thread_blas():
     return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
-def check_size(size, label: str = "size") -> int:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
-        raise ValueError(
-            f"{label} is {size!r}; expected an integer >= {MIN_SIZE} (display pixels of the longer side)"
-        )
-    return int(size)
-
-
-def check_reading(reading) -> str:
-    if reading not in READINGS:
-        raise ValueError(f"reading is {reading!r}; expected one of {READINGS}")
-    return reading
-
-
-def check_cmap(cmap):
-    if cmap is None:
-        return None
-    colormap_lut(cmap)  # raises a ValueError naming the colormap
-    return cmap
-
-
-def check_explanation(explanation) -> PairExplanation:
-    if not isinstance(explanation, PairExplanation):
-        raise TypeError(
-            f"explanation is a {type(explanation).__name__}; expected a PairExplanation "
-            "(from simviz_widgets.explain(model, query, reference))"
-        )
-    return explanation
-
-
-def check_state(state) -> HoverState:
-    if state is None:
-        return HoverState()
-    if not isinstance(state, HoverState):
-        raise TypeError(f"state is a {type(state).__name__}; expected a HoverState or None")
-    return state
-
-
-def check_alpha(alpha) -> float:
-    try:
-        if isinstance(alpha, (bool, str, bytes)):
-            raise TypeError
-        value = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha is {alpha!r}; expected a number in [0, 1]") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"alpha is {alpha!r}; expected a number in [0, 1]")
-    return value
+#: How the widgets check what they are given (constructor arguments and traits), by name: every
+#: check is one of :mod:`simviz_widgets.checks`, so a widget says "alpha=1.5 must be in [0, 1]" the
+#: same way as the rest of the package. ``size``: display pixels of the longer side.
+CHECKS = {
+    "cmap": lambda value: check_colormap(value, "cmap", optional=True),
+    "alpha": lambda value: check_float(value, "alpha", minimum=0.0, maximum=1.0),
+    "size": lambda value: check_int(value, "size", minimum=MIN_SIZE),
+    "reading": lambda value: check_choice(value, "reading", READINGS),
+    "explanation": lambda value: check_instance(
+        value, "explanation", PairExplanation, "PairExplanation (from simviz_widgets.explain(model, query, reference))"),
+    "state": lambda value: HoverState() if value is None else check_instance(value, "state", HoverState,
+                                                                             "HoverState or None"),
+}
 
 
 def display_size(image_size: tuple[int, int], size: int) -> tuple[int, int]:

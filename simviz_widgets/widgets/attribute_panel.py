@@ -12,8 +12,8 @@ The viewer has no hook for "overlay these two maps" yet, so the panel shows an a
 the viewer an explanation whose overall maps are the attribute's maps and whose point-to-point part
 is the pair's own (hovering keeps working), and restores the pair's explanation on clearing.
 
-The panel knows rankings (duck-typed: a list of scores with ``attribute``, ``weighted``,
-``components``, ``to_explanation`` and the list's ``explanation``), never torch.
+The panel reads an :class:`~simviz_widgets.attributes.AttributeRanking` (scores with ``attribute``,
+``weighted``, ``components``, ``to_explanation`` and the list's ``explanation``) and runs no model.
 :meth:`AttributePanel.for_viewer` binds it to a viewer with a model: the ranking is computed for the
 viewer's pair with the viewer's current explanation as the saliency, and is recomputed whenever the
 viewer shows another pair, model or method (synchronously, in the viewer's own callback: one
@@ -31,6 +31,9 @@ import ipywidgets as widgets
 import traitlets
 from bqplot import Axis, Bars, Figure, LinearScale, OrdinalScale
 
+from ..attributes.ranking import AttributeRanking
+from ..checks import InputError, InputTypeError, check_bool, check_callable, check_choice, check_instance, check_int
+
 from ._charts import (
     COMPONENT_COLOURS,
     COMPONENTS,
@@ -45,6 +48,7 @@ from ._charts import (
     stacked_range,
     text_width,
 )
+from .session import check_open
 
 __all__ = ["AttributePanel", "COMPONENT_COLOURS", "COMPONENTS"]
 
@@ -53,20 +57,6 @@ ROW_PX = 26  # one bar per row, names at 12 px: labels never touch
 TICK_FONT_PX = 12
 SELECTED_MARK = "\u25b8 "  # before the selected attribute's name on the axis
 DIM = 0.25  # opacity of the rows that are not selected
-
-
-def _check_ranking(ranking):
-    if not isinstance(ranking, list) or not hasattr(ranking, "explanation"):
-        raise TypeError(
-            f"ranking is {type(ranking).__name__}; expected the AttributeRanking returned by explain_attributes"
-        )
-    if len(ranking) == 0:
-        raise ValueError("ranking is empty; expected at least one attribute")
-    for k, item in enumerate(ranking):
-        missing = [a for a in ("attribute", "weighted", "components", "to_explanation") if not hasattr(item, a)]
-        if missing:
-            raise TypeError(f"ranking[{k}] lacks {missing}; expected AttributeScore items")
-    return ranking
 
 
 class AttributePanel(widgets.VBox):
@@ -84,12 +74,10 @@ class AttributePanel(widgets.VBox):
     selected = traitlets.Unicode(None, allow_none=True)
 
     def __init__(self, ranking, *, viewer=None, top: int | None = 8, width: int = 360, on_select=None):
-        if top is not None and (not isinstance(top, int) or top < 1):
-            raise ValueError(f"top is {top!r}; expected a positive integer or None")
+        top = None if top is None else check_int(top, "top", minimum=1)
         if viewer is not None and not hasattr(viewer, "set_explanation"):
-            raise TypeError(f"viewer is {type(viewer).__name__}; expected a PairViewer (with set_explanation)")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 160:
-            raise ValueError(f"width is {width!r}; expected an integer >= 160 (pixels)")
+            raise InputTypeError(f"viewer is a {type(viewer).__name__}; expected a PairViewer (with set_explanation)")
+        width = check_int(width, "width", minimum=160)
         self._top = top
         self._width = width
         self._viewer = viewer
@@ -97,7 +85,7 @@ class AttributePanel(widgets.VBox):
         self._showing_attribute = False
         self._callbacks = []
         if on_select is not None:
-            self.on_select(on_select)
+            self._callbacks.append(check_callable(on_select, "on_select"))
         self._name_scale = OrdinalScale(reverse=True)  # best at the top
         self._value_scale = LinearScale(min=0.0, max=1.0)
         self.bars = Bars(
@@ -138,11 +126,10 @@ class AttributePanel(widgets.VBox):
         from .pair_viewer import check_viewer_with_model
 
         check_viewer_with_model(viewer, "the attribute panel runs the predictor on the model's features")
-        if not isinstance(predictor, AttributePredictor):
-            raise TypeError(f"predictor is {type(predictor).__name__}; expected an AttributePredictor")
+        check_instance(predictor, "predictor", AttributePredictor)
         for bad in ("saliency", "top"):
             if bad in ranking_options:
-                raise TypeError(f"{bad}= is set by the panel (the viewer's explanation / top=); leave it out")
+                raise InputTypeError(f"{bad}= is set by the panel (the viewer's explanation / top=); leave it out")
 
         def rank(explanation):
             query, reference = viewer.inputs
@@ -165,17 +152,24 @@ class AttributePanel(widgets.VBox):
         return list(self._ranking[: self._top] if self._top else self._ranking)
 
     def on_select(self, callback, remove: bool = False) -> None:
-        """``callback(score_or_None)`` after each selection change."""
-        if not callable(callback):
-            raise TypeError(f"callback is {type(callback).__name__}; expected a callable")
-        if remove:
+        """``callback(score_or_None)`` after each selection change (``remove=True``: no longer)."""
+        check_open(self._closed, "AttributePanel")
+        check_callable(callback, "callback")
+        if check_bool(remove, "remove"):
+            if callback not in self._callbacks:
+                raise InputError(f"callback {callback!r} is not registered with on_select")
             self._callbacks.remove(callback)
         else:
             self._callbacks.append(callback)
 
     def set_ranking(self, ranking) -> None:
         """Show another pair's ranking (clears the selection)."""
-        self._ranking = _check_ranking(ranking)
+        check_open(self._closed, "AttributePanel")
+        check_instance(ranking, "ranking", AttributeRanking, "ranking of attributes (an AttributeRanking "
+                       "from explain_attributes)")
+        if len(ranking) == 0:
+            raise InputError("ranking is empty; expected at least one attribute")
+        self._ranking = ranking
         names, values = bar_data(self.shown)
         ticks = nice_ticks(*stacked_range(values), 4)
         # Names as long as the margin allows (at most 45% of the width), the full name in the detail.
@@ -195,11 +189,10 @@ class AttributePanel(widgets.VBox):
         self._apply_selection()
 
     def select(self, attribute: str | None) -> None:
-        """Select ``attribute`` by name (None clears)."""
-        if attribute is not None and attribute not in [s.attribute for s in self.shown]:
-            raise ValueError(
-                f"attribute {attribute!r} is not shown; shown: {[s.attribute for s in self.shown]}"
-            )
+        """Select ``attribute`` by name, one of the attributes shown (None clears)."""
+        check_open(self._closed, "AttributePanel")
+        if attribute is not None:
+            check_choice(attribute, "attribute", [s.attribute for s in self.shown])
         self.selected = attribute
         self._apply_selection()
 
@@ -210,7 +203,14 @@ class AttributePanel(widgets.VBox):
         return None if self.selected is None else next(s for s in self.shown if s.attribute == self.selected)
 
     # -- events -----------------------------------------------------------------------------
+    @traitlets.validate("selected")
+    def _validate_selected(self, proposal):
+        check_open(self._closed, "AttributePanel")
+        return proposal["value"]
+
     def _on_bar_click(self, _bars, event) -> None:
+        if self._closed:
+            return
         index = event.get("data", {}).get("index")
         shown = self.shown
         if index is None or not 0 <= int(index) < len(shown):

@@ -8,12 +8,14 @@ import base64
 import ipywidgets as widgets
 import traitlets
 
+from ..checks import InputTypeError, check_instance, check_int
 from ..explain.base import PairExplanation
 from .attribute_panel import AttributePanel
 from .comparison import MethodComparisonPanel
-from ._canvas import DEFAULT_ALPHA
+from ._canvas import DEFAULT_ALPHA, MIN_SIZE
 from .overall_panel import OverallPanel
 from .pair_viewer import PairViewer
+from .session import check_open
 from .state import HoverState
 
 __all__ = ["PairExplorer"]
@@ -40,6 +42,7 @@ class PairExplorer(widgets.VBox):
                  comparison: bool | dict = False, attributes=None):
         comparison = self._check_comparison(comparison)
         attributes = self._check_attributes(attributes)
+        panel_size = check_int(panel_size, "panel_size", minimum=MIN_SIZE)  # before any model runs
         viewer = PairViewer(model, query, reference, method=method, explanation=explanation, cmap=cmap, alpha=alpha,
                             size=size, reading=reading, state=HoverState())
         made = [viewer]
@@ -61,28 +64,22 @@ class PairExplorer(widgets.VBox):
 
     @staticmethod
     def _check_comparison(comparison) -> dict | None:
-        if comparison is False or comparison is None:
-            return None
-        if comparison is True:
-            return {}
-        if isinstance(comparison, dict):
-            return dict(comparison)
-        raise TypeError(f"comparison is {comparison!r}; expected True, False or a dict of comparison-panel options")
+        """False/None: no panel; True: one with the defaults; a dict: one with these options."""
+        check_instance(comparison, "comparison", (bool, dict, type(None)), "True, False or a dict of "
+                       "comparison-panel options")
+        return None if comparison is None or comparison is False else {} if comparison is True else dict(comparison)
 
     @staticmethod
     def _check_attributes(attributes) -> dict | None:
-        if attributes is None:
-            return None
+        """None: no panel; an AttributePredictor, or a dict of its ``predictor`` and panel options."""
         from ..attributes import AttributePredictor
 
-        if isinstance(attributes, AttributePredictor):
-            return {"predictor": attributes}
-        if isinstance(attributes, dict) and isinstance(attributes.get("predictor"), AttributePredictor):
-            return dict(attributes)
-        raise TypeError(
-            f"attributes is {type(attributes).__name__}; expected an AttributePredictor or a dict with "
-            "'predictor' and attribute-panel options"
-        )
+        if attributes is None or isinstance(attributes, AttributePredictor):
+            return None if attributes is None else {"predictor": attributes}
+        if not (isinstance(attributes, dict) and isinstance(attributes.get("predictor"), AttributePredictor)):
+            raise InputTypeError(f"attributes is {type(attributes).__name__}; expected an AttributePredictor "
+                                 "or a dict with 'predictor' and attribute-panel options")
+        return dict(attributes)
 
     def _compose(self, viewer: PairViewer, panel_size: int, comparison: dict | None, attributes: dict | None,
                  made: list) -> None:
@@ -116,15 +113,19 @@ class PairExplorer(widgets.VBox):
         return self.viewer.explanation
 
     def set_pair(self, query, reference) -> None:
+        check_open(self._closed, "PairExplorer")
         self.viewer.set_pair(query, reference)
 
     def set_model(self, model) -> None:
+        check_open(self._closed, "PairExplorer")
         self.viewer.set_model(model)
 
     def set_explanation(self, explanation: PairExplanation) -> None:
+        check_open(self._closed, "PairExplorer")
         self.viewer.set_explanation(explanation)
 
     def close(self) -> None:
+        """Close the viewer and every panel (a second call does nothing)."""
         if self._closed:
             return
         self._closed = True

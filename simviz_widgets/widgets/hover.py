@@ -31,11 +31,12 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .. import checks
 from ..explain.base import SIDES, PairExplanation, other_side
 from ..render import default_cmap, normalize_map
 from ..render.figure import cell_centre_pixels
-from ._canvas import display_size, event_to_pixel, finite_number, single_thread_blas, value_at_pixel
-from .state import HoverState, Pin, check_point
+from ._canvas import CHECKS, display_size, event_to_pixel, finite_number, single_thread_blas, value_at_pixel
+from .state import HoverState, Pin
 
 __all__ = ["HoverLogic", "Geometry", "ColourScale", "CORRESPONDENCE_CMAP"]
 
@@ -70,10 +71,10 @@ class HoverLogic:
 
     def __init__(self, explanation: PairExplanation, *, canvas_size: int = 320, state: HoverState | None = None,
                  reading: str = "contribution", cmap: str | None = None):
-        self.state = state if state is not None else HoverState()
-        self.canvas_size = canvas_size
-        self.reading = reading
-        self.cmap = cmap
+        self.state = CHECKS["state"](state)
+        self.canvas_size = CHECKS["size"](canvas_size)
+        self.reading = CHECKS["reading"](reading)
+        self.cmap = CHECKS["cmap"](cmap)
         self.hovered: tuple[str, float, float] | None = None
         self.point_values: np.ndarray | None = None  # the map the hovered point draws (or None)
         self.peak: tuple[str, float, float] | None = None  # (side, row, col) where that map peaks
@@ -86,6 +87,7 @@ class HoverLogic:
     def set_explanation(self, explanation: PairExplanation) -> None:
         """Show ``explanation``: the hovered point goes; pins (image pixels) stay only if both
         images keep their sizes."""
+        CHECKS["explanation"](explanation)
         old = self.explanation
         if old is not None and any(old.size(s) != explanation.size(s) for s in SIDES):
             self.state.clear_pins()
@@ -111,11 +113,9 @@ class HoverLogic:
 
     # -- points ------------------------------------------------------------------------------------
     def check_pixel(self, side, row, col) -> tuple[str, float, float]:
-        side, row, col = check_point(side, row, col)
-        rows, cols = self.geometry[side].image
-        if not (-0.5 <= row <= rows - 0.5 and -0.5 <= col <= cols - 0.5):
-            raise ValueError(f"{side} pixel ({row}, {col}) is outside the image (rows 0..{rows - 1}, cols 0..{cols - 1})")
-        return side, row, col
+        """(side, row, col) checked: a side of the pair and a display pixel inside its image."""
+        side = checks.check_choice(side, "source", SIDES)
+        return (side, *checks.check_pixel(row, col, self.geometry[side].image, side))
 
     def inside(self, side: str, row: float, col: float) -> bool:
         rows, cols = self.geometry[side].image
@@ -185,6 +185,7 @@ class HoverLogic:
         ``('leave', side)``, ``('pin', side, row, col)`` — or None when it is ignored (not a dict,
         unknown type, missing or non-finite coordinates, outside the image, older than an event
         already handled, a leave of an image not hovered)."""
+        checks.check_choice(side, "side", SIDES)
         if not isinstance(event, Mapping):
             return None
         kind = event.get("type")

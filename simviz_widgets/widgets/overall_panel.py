@@ -27,14 +27,10 @@ from ipycanvas import Canvas, MultiCanvas
 from ..explain.base import SIDES, PairExplanation
 from ..render import colormap_lut, default_cmap, normalize_map
 from ._canvas import (
+    CHECKS,
     batched_drawing,
     canvas_style,
     DEFAULT_ALPHA,
-    check_alpha,
-    check_cmap,
-    check_explanation,
-    check_size,
-    check_state,
     close_multicanvas,
     close_tree,
     display_size,
@@ -59,7 +55,8 @@ from ._charts import (
     wrap_text,
 )
 from .markers import draw_crosshair, draw_label, draw_pin
-from .state import HoverState
+from .session import check_open
+from .state import HoverState, check_point
 
 __all__ = ["OverallPanel", "colorbar_ticks"]
 
@@ -101,11 +98,10 @@ class OverallPanel(widgets.VBox):
 
     def __init__(self, explanation: PairExplanation, *, state: HoverState | None = None,
                  cmap: str | None = None, alpha: float = DEFAULT_ALPHA, size: int = 200):
-        check_explanation(explanation)
-        cmap = check_cmap(cmap)
-        alpha = check_alpha(alpha)
-        self._size = check_size(size)
-        self.state = check_state(state)
+        CHECKS["explanation"](explanation)
+        cmap, alpha = CHECKS["cmap"](cmap), CHECKS["alpha"](alpha)
+        self._size = size = CHECKS["size"](size)
+        self.state = CHECKS["state"](state)
         self._geometry: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
         self._curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.limits: tuple[float, float] = (0.0, 0.0)
@@ -182,20 +178,14 @@ class OverallPanel(widgets.VBox):
         self.note = widgets.HTML()
         self.note.add_class(NOTE_CLASS)
 
-    @traitlets.validate("explanation")
-    def _validate_explanation(self, proposal):
-        return check_explanation(proposal["value"])
-
-    @traitlets.validate("cmap")
-    def _validate_cmap(self, proposal):
-        return check_cmap(proposal["value"])
-
-    @traitlets.validate("alpha")
-    def _validate_alpha(self, proposal):
-        return check_alpha(proposal["value"])
+    @traitlets.validate("explanation", "cmap", "alpha")
+    def _validate_trait(self, proposal):
+        check_open(self._closed, "OverallPanel")
+        return CHECKS[proposal["trait"].name](proposal["value"])
 
     def close(self) -> None:
-        """Close the panel and everything in it, and stop following the shared state."""
+        """Close the panel and everything in it, and stop following the shared state (a second
+        call does nothing; setting ``explanation``, ``cmap`` or ``alpha`` afterwards is an error)."""
         if self._closed:
             return
         self._closed = True
@@ -224,6 +214,7 @@ class OverallPanel(widgets.VBox):
     def chart_position(self, source: str, row: float, col: float) -> tuple[float, float]:
         """Where display pixel (row, col) of ``source`` sits on its cumulative curve: (fraction of
         cells up to and including its cell, running sum there)."""
+        source, row, col = check_point(source, row, col)
         order_rank, fractions, running = self._curves[source]
         image, _ = self._geometry[source]
         values = self.explanation.map(source)

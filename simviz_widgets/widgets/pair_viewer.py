@@ -28,19 +28,16 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
+from ..checks import InputError, check_instance, check_int
 from ..explain.base import READINGS, PairExplanation
-from ._canvas import (
-    DEFAULT_ALPHA, batched_drawing, check_alpha, check_cmap, check_explanation, check_reading, check_size,
-    check_state, close_tree, pixel_to_canvas,
-)
+from ._canvas import CHECKS, DEFAULT_ALPHA, batched_drawing, close_tree, pixel_to_canvas
 from .hover import HoverLogic
-from .session import ExplanationSession
+from .session import ExplanationSession, check_open
 from .state import HoverState, Pin
 from .viewer_canvases import PairCanvases
 from .viewer_controls import DEFAULT_CMAP_LABEL, ViewerControls
 
 __all__ = ["PairViewer", "check_viewer_with_model", "DEFAULT_ALPHA"]
-
 
 
 class PairViewer(widgets.VBox):
@@ -75,13 +72,14 @@ class PairViewer(widgets.VBox):
     def __init__(self, model=None, query=None, reference=None, *, method: str = "decomposition",
                  explanation: PairExplanation | None = None, cmap: str | None = None, alpha: float = DEFAULT_ALPHA,
                  size: int = 320, reading: str = "contribution", state: HoverState | None = None):
-        options = self._check_options(cmap=cmap, alpha=alpha, size=size, reading=reading, state=state)
+        given = {"cmap": cmap, "alpha": alpha, "size": size, "reading": reading, "state": state}
+        options = {name: CHECKS[name](value) for name, value in given.items()}
         if explanation is not None:
             if query is not None or reference is not None:
-                raise ValueError("give either explanation= or query and reference, not both")
-            session = ExplanationSession(check_explanation(explanation), model=model)
+                raise InputError("give either explanation= or query and reference, not both")
+            session = ExplanationSession(CHECKS["explanation"](explanation), model=model)
         elif model is None:
-            raise ValueError(
+            raise InputError(
                 "model is None; expected a SimilarityModel or torch module "
                 "(to show an existing explanation use PairViewer.from_explanation(explanation))"
             )
@@ -96,13 +94,8 @@ class PairViewer(widgets.VBox):
                          state: HoverState | None = None) -> "PairViewer":
         """A viewer for an existing explanation: no model runs. With ``model``, the method menu
         and :meth:`set_model` recompute from the explanation's display images."""
-        return cls(model, explanation=check_explanation(explanation), cmap=cmap, alpha=alpha, size=size,
+        return cls(model, explanation=CHECKS["explanation"](explanation), cmap=cmap, alpha=alpha, size=size,
                    reading=reading, state=state)
-
-    @staticmethod
-    def _check_options(*, cmap, alpha, size, reading, state) -> dict:
-        return {"cmap": check_cmap(cmap), "alpha": check_alpha(alpha), "size": check_size(size),
-                "reading": check_reading(reading), "state": check_state(state)}
 
     # ------------------------------------------------------------------------------------------
     # construction
@@ -155,10 +148,11 @@ class PairViewer(widgets.VBox):
     # ------------------------------------------------------------------------------------------
     # traits
 
-    @traitlets.validate("cmap", "alpha", "explanation")
-    def _validate_look(self, proposal):
-        check = {"cmap": check_cmap, "alpha": check_alpha, "explanation": check_explanation}[proposal["trait"].name]
-        return check(proposal["value"])
+    @traitlets.validate("cmap", "alpha", "explanation", "reading", "show_overall", "show_peak")
+    def _validate_trait(self, proposal):
+        check_open(self._closed, "PairViewer")
+        check = CHECKS.get(proposal["trait"].name)
+        return proposal["value"] if check is None else check(proposal["value"])
 
     # ------------------------------------------------------------------------------------------
     # public API (state lives in self.session and self.logic)
@@ -171,6 +165,7 @@ class PairViewer(widgets.VBox):
 
     @method.setter
     def method(self, name: str) -> None:
+        check_open(self._closed, "PairViewer")
         self.session.choose(name)
 
     @property
@@ -180,7 +175,8 @@ class PairViewer(widgets.VBox):
 
     @overlay_max_side.setter
     def overlay_max_side(self, value: int | None) -> None:
-        self.drawing.overlay_max_side = value
+        check_open(self._closed, "PairViewer")
+        self.drawing.overlay_max_side = None if value is None else check_int(value, "overlay_max_side", minimum=0)
 
     @property
     def model(self):
@@ -212,16 +208,19 @@ class PairViewer(widgets.VBox):
     def set_explanation(self, explanation: PairExplanation, *, inputs: tuple | None = None) -> None:
         """Show another explanation (cancels a background job). Pins stay if both images keep their
         sizes. ``inputs``: the (query, reference) images it explains (see ExplanationSession)."""
-        self.session.set_explanation(check_explanation(explanation), inputs=inputs)
+        check_open(self._closed, "PairViewer")
+        self.session.set_explanation(CHECKS["explanation"](explanation), inputs=inputs)
 
     def set_pair(self, query, reference) -> None:
         """Explain a new pair with the chosen method (pins are cleared). Never blocks on a slow
         method: the fast default shows at once and the slow one follows in the background."""
+        check_open(self._closed, "PairViewer")
         self.session.set_pair(query, reference)
         self.state.clear_pins()
 
     def set_model(self, model) -> None:
         """Explain the same pair with another model (pins are cleared)."""
+        check_open(self._closed, "PairViewer")
         self.session.set_model(model)
         self.state.clear_pins()
 
@@ -231,6 +230,7 @@ class PairViewer(widgets.VBox):
 
     def cancel_background(self) -> None:
         """Stop the background job (if any); the maps on show stay and the menu names their method."""
+        check_open(self._closed, "PairViewer")
         self.session.cancel()
 
     def canvas_position(self, source: str, row: float, col: float) -> tuple[float, float]:
@@ -249,12 +249,14 @@ class PairViewer(widgets.VBox):
 
     def hover(self, source: str, row: float, col: float) -> None:
         """Show the point map of display pixel (row, col) of ``source`` over the other image."""
+        check_open(self._closed, "PairViewer")
         previous = self.logic.hovered
         self.logic.hover(source, row, col)
         self._after_hover(previous)
 
     def unhover(self) -> None:
         """Back to the resting view: overall maps (or none) and pins."""
+        check_open(self._closed, "PairViewer")
         if self.logic.hovered is not None:
             side = self.logic.hovered[0]
             self.logic.leave()
@@ -262,14 +264,17 @@ class PairViewer(widgets.VBox):
 
     def pin(self, source: str, row: float, col: float) -> Pin:
         """Pin display pixel (row, col) of ``source`` (the oldest pin goes beyond ``max_pins``)."""
+        check_open(self._closed, "PairViewer")
         source, row, col = self.logic.check_pixel(source, row, col)
         return self.state.add_pin(source, row, col)
 
     def clear_pins(self) -> None:
+        check_open(self._closed, "PairViewer")
         self.state.clear_pins()
 
     def close(self) -> None:
-        """Close the viewer, cancel its background job, free its widgets and listeners."""
+        """Close the viewer, cancel its background job, free its widgets and listeners (a second
+        call does nothing; any other change afterwards is a WidgetClosedError)."""
         if self._closed:
             return
         self._closed = True
@@ -403,11 +408,11 @@ class PairViewer(widgets.VBox):
 
 
 def check_viewer_with_model(viewer, needed_for: str) -> PairViewer:
-    """``viewer`` as a PairViewer that has a model, or a clear error; ``needed_for`` says why."""
-    if not isinstance(viewer, PairViewer):
-        raise TypeError(f"viewer is a {type(viewer).__name__}; expected a PairViewer")
+    """``viewer`` as an open PairViewer that has a model, or a clear error; ``needed_for`` says why."""
+    check_instance(viewer, "viewer", PairViewer)
+    check_open(viewer._closed, "PairViewer")
     if viewer.model is None:
-        raise ValueError(
+        raise InputError(
             f"viewer has no model (it was made from an explanation without model=); {needed_for}, so "
             "give the viewer a model with viewer.set_model(model)"
         )

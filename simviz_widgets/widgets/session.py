@@ -23,14 +23,25 @@ import traitlets
 
 from ..adapters import SimilarityModel
 from ..adapters.copies import ModelCopies
+from ..checks import InputError, InputTypeError, SimvizError, check_instance
 from ..explain import explain, get_method, list_methods
 from ..explain.base import SIDES, PairExplanation
 from .jobs import JobRunner, explain_in_job
 
-__all__ = ["ExplanationSession", "FAST_DEFAULT"]
+__all__ = ["ExplanationSession", "FAST_DEFAULT", "WidgetClosedError", "check_open"]
 
 #: What a new pair or model shows at once while a slow method is computed in the background.
 FAST_DEFAULT = "decomposition"
+
+
+class WidgetClosedError(SimvizError, RuntimeError):
+    """A closed widget or session was asked to change: after ``close()`` nothing runs any more."""
+
+
+def check_open(closed: bool, what: str) -> None:
+    """Refuse work on a closed ``what`` ("PairViewer", "comparison session"...)."""
+    if closed:
+        raise WidgetClosedError(f"this {what} is closed; make a new one (close() freed its widgets and work)")
 
 
 def _as_similarity_model(model) -> SimilarityModel:
@@ -38,12 +49,15 @@ def _as_similarity_model(model) -> SimilarityModel:
         return model
     import torch
 
-    if isinstance(model, torch.nn.Module):
-        return SimilarityModel.wrap(model)
-    raise TypeError(
-        f"model is a {type(model).__name__}; expected a SimilarityModel or a torch.nn.Module "
-        "(simviz_widgets.load_model(...) or SimilarityModel.wrap(module))"
-    )
+    check_instance(model, "model", torch.nn.Module, "SimilarityModel or torch.nn.Module "
+                   "(simviz_widgets.load_model(...) or SimilarityModel.wrap(module))")
+    return SimilarityModel.wrap(model)
+
+
+def _check_inputs(inputs) -> None:
+    """``inputs``: None or the (query, reference) images an explanation explains."""
+    if inputs is not None and (not isinstance(inputs, tuple) or len(inputs) != 2):
+        raise InputTypeError(f"inputs is a {type(inputs).__name__}; expected a (query, reference) tuple or None")
 
 
 class ExplanationSession(traitlets.HasTraits):
@@ -60,6 +74,8 @@ class ExplanationSession(traitlets.HasTraits):
     progress = traitlets.Float(None, allow_none=True)
 
     def __init__(self, explanation: PairExplanation, *, model=None, inputs: tuple | None = None):
+        check_instance(explanation, "explanation", PairExplanation)
+        _check_inputs(inputs)
         super().__init__()
         self._model = None if model is None else _as_similarity_model(model)
         self._copies: ModelCopies | None = None
@@ -105,14 +121,13 @@ class ExplanationSession(traitlets.HasTraits):
         slow one (the current maps stay until it is done). Choosing the method on show cancels a
         pending background job."""
         self._check_open()
-        if not isinstance(method, str):
-            raise TypeError(f"method is {method!r}; expected a method name (str)")
+        check_instance(method, "method", str, "method name (str)")
         if method == self.explanation.method:
             self.cancel()
             return
         cls = get_method(method)  # a clear error naming the known methods
         if self._model is None:
-            raise ValueError(
+            raise InputError(
                 f"method {method!r} needs a model, and this viewer has none (it was made from an "
                 "explanation); call set_model(model) first"
             )
@@ -128,10 +143,8 @@ class ExplanationSession(traitlets.HasTraits):
         explanation shows the same display images, else its display images become the inputs
         (so a later method or model never brings back the previous pair)."""
         self._check_open()
-        if not isinstance(explanation, PairExplanation):
-            raise TypeError(f"explanation is a {type(explanation).__name__}; expected a PairExplanation")
-        if inputs is not None and (not isinstance(inputs, tuple) or len(inputs) != 2):
-            raise TypeError(f"inputs is {type(inputs).__name__}; expected a (query, reference) tuple")
+        check_instance(explanation, "explanation", PairExplanation)
+        _check_inputs(inputs)
         self.cancel()
         if inputs is not None:
             self._inputs = inputs
@@ -143,7 +156,7 @@ class ExplanationSession(traitlets.HasTraits):
         """Explain a new pair with the chosen method (a slow one: fast default first)."""
         self._check_open()
         if self._model is None:
-            raise ValueError(
+            raise InputError(
                 "set_pair needs a model, and this viewer has none (it was made from an explanation); "
                 "call set_model(model) first or use set_explanation(explanation)"
             )
@@ -153,7 +166,7 @@ class ExplanationSession(traitlets.HasTraits):
         """Explain the same input pair with another model (chosen method kept)."""
         self._check_open()
         if model is None:
-            raise ValueError("model is None; expected a SimilarityModel or torch module")
+            raise InputError("model is None; expected a SimilarityModel or torch module")
         self._restart(_as_similarity_model(model), self.inputs)
 
     def cancel(self) -> bool:
@@ -181,8 +194,7 @@ class ExplanationSession(traitlets.HasTraits):
 
     # -- internals ---------------------------------------------------------------------------------
     def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("this viewer's session is closed; make a new viewer")
+        check_open(self._closed, "viewer's session")
 
     def _restart(self, model: SimilarityModel, inputs: tuple) -> None:
         method = self.recompute_method

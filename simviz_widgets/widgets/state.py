@@ -12,11 +12,11 @@ Values are immutable (tuples), so every change is a new value and observers alwa
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import traitlets
 
+from ..checks import check_choice, check_float, check_int
 from ..explain.base import SIDES
 from ..render.figure import POINT_COLOURS
 
@@ -38,21 +38,9 @@ class Pin(NamedTuple):
 
 
 def check_point(source, row, col) -> tuple[str, float, float]:
-    """Validate a (source, row, col) point; returns it with float coordinates."""
-    if source not in SOURCES:
-        raise ValueError(f"source is {source!r}; expected one of {SOURCES}")
-    values = []
-    for label, value in (("row", row), ("col", col)):
-        try:
-            if isinstance(value, (bool, str, bytes)):
-                raise TypeError
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{source} {label} is {value!r}; expected a finite pixel coordinate") from None
-        if not math.isfinite(value):
-            raise ValueError(f"{source} {label} is {value}; expected a finite pixel coordinate")
-        values.append(value)
-    return source, values[0], values[1]
+    """A (source, row, col) point: ``source`` one of :data:`SOURCES`, finite float coordinates."""
+    source = check_choice(source, "source", SOURCES)
+    return source, check_float(row, f"{source} row"), check_float(col, f"{source} col")
 
 
 class HoverState(traitlets.HasTraits):
@@ -85,7 +73,7 @@ class HoverState(traitlets.HasTraits):
 
     def remove_pin(self, index: int) -> Pin:
         pins = list(self.pins)
-        if not isinstance(index, int) or not -len(pins) <= index < len(pins):
+        if not -len(pins) <= check_int(index, "pin index") < len(pins):
             raise IndexError(f"pin index {index!r} is out of range; there are {len(pins)} pins")
         removed = pins.pop(index)
         self.pins = tuple(pins)

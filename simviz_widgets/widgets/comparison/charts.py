@@ -17,6 +17,7 @@ from typing import Callable
 import bqplot
 import ipywidgets as widgets
 
+from ...checks import check_choice
 from .._charts import nice_ticks
 from .._canvas import close_tree
 from .results import RUNTIME, MethodResult
@@ -147,8 +148,7 @@ class MetricCharts:
                 self.notes[spec.key].value = text
 
     def order(self, key: str) -> list[str]:
-        if key not in self.bars:
-            raise ValueError(f"metric {key!r} has no chart here; charts: {list(self.bars)}")
+        check_choice(key, "metric", list(self.bars))
         return [str(name) for name in self.bars[key].x]
 
     def _on_selected(self, key: str, change) -> None:

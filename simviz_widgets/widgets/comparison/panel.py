@@ -23,8 +23,10 @@ import ipywidgets as widgets
 import traitlets
 from PIL import Image
 
+from ...checks import InputError, check_choice, check_instance
 from ...explain.base import SIDES, PairExplanation
-from .._canvas import DEFAULT_ALPHA, check_alpha, check_cmap, check_size, check_state, close_tree, display_size
+from .._canvas import CHECKS, DEFAULT_ALPHA, close_tree, display_size
+from ..session import check_open
 from ..state import HoverState
 from .charts import MetricCharts, chart_specs, header_html, method_colour, row_label, strip_tags
 from .results import MethodResult, ResultCache, SessionEvent
@@ -62,24 +64,23 @@ class MethodComparisonPanel(widgets.VBox):
                  query_mask=None, reference_mask=None, mapping=None, viewer=None,
                  state: HoverState | None = None, size: int = 112, cmap: str | None = None,
                  alpha: float = DEFAULT_ALPHA, background: bool = True, cache: ResultCache | None = None):
-        session = ComparisonSession(model, methods=methods, metrics=metrics, method_options=method_options,
-                                    background=background, cache=cache)
+        size, cmap, alpha = CHECKS["size"](size), CHECKS["cmap"](cmap), CHECKS["alpha"](alpha)
         if viewer is not None:
             from ..pair_viewer import PairViewer
 
-            if not isinstance(viewer, PairViewer):
-                raise TypeError(f"viewer is a {type(viewer).__name__}; expected a PairViewer or None")
+            check_instance(viewer, "viewer", PairViewer, "PairViewer or None")
+            check_open(viewer._closed, "PairViewer")
             if viewer.model is not None and viewer.model is not model:
-                raise ValueError(
+                raise InputError(
                     "viewer explains with another model than the panel's; use "
                     "MethodComparisonPanel.for_viewer(viewer), which takes the viewer's model and pair"
                 )
             if state is None:
                 state = viewer.state
-        self._size = check_size(size)
-        self.state = check_state(state)
-        cmap, alpha = check_cmap(cmap), check_alpha(alpha)
-        self.session = session
+        self._size = size
+        self.state = CHECKS["state"](state)
+        self.session = session = ComparisonSession(model, methods=methods, metrics=metrics, background=background,
+                                                   method_options=method_options, cache=cache)
         self.viewer = viewer
         self._closed = False
         self._build_widgets()
@@ -113,6 +114,12 @@ class MethodComparisonPanel(widgets.VBox):
                    alpha=viewer.alpha, background=background, cache=cache)
 
     # -- widgets -----------------------------------------------------------------------------
+    @traitlets.validate("cmap", "alpha", "selected")
+    def _validate_trait(self, proposal):
+        check_open(self._closed, "MethodComparisonPanel")
+        check = CHECKS.get(proposal["trait"].name)
+        return proposal["value"] if check is None else check(proposal["value"])
+
     def _build_widgets(self) -> None:
         self.title = widgets.HTML()
         self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress",
@@ -233,16 +240,19 @@ class MethodComparisonPanel(widgets.VBox):
 
     def set_pair(self, query, reference, *, query_mask=None, reference_mask=None, mapping=None) -> None:
         """Compare the methods on another pair (cached results come back at once)."""
+        check_open(self._closed, "MethodComparisonPanel")
         self.session.set_pair(query, reference, query_mask=query_mask, reference_mask=reference_mask,
                               mapping=mapping)
 
     def set_model(self, model) -> None:
         """Compare the methods for another model on the same input pair."""
+        check_open(self._closed, "MethodComparisonPanel")
         self.session.set_model(model)
 
     def select(self, method: str) -> bool:
         """Make ``method`` the selected one; with a viewer, show its explanation there (the cached
         one: nothing is recomputed). Returns False (and says so) if it is not computed yet."""
+        check_open(self._closed, "MethodComparisonPanel")
         result = self._result(method)
         if result.explanation is None:
             self.status_label.value = (
@@ -258,10 +268,12 @@ class MethodComparisonPanel(widgets.VBox):
     def cancel(self) -> None:
         """Stop the background computation: a running slow method stops between batches (its
         partial map is shown, not cached); finished results stay."""
+        check_open(self._closed, "MethodComparisonPanel")
         self.session.cancel()
 
     def run(self) -> None:
         """Compute whatever is missing on the current pair (after a cancel or a failure)."""
+        check_open(self._closed, "MethodComparisonPanel")
         self.session.run()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -285,9 +297,7 @@ class MethodComparisonPanel(widgets.VBox):
 
     # -- drawing -----------------------------------------------------------------------------
     def _result(self, method: str) -> MethodResult:
-        if method not in self.session.results:
-            raise ValueError(f"method {method!r} is not in this panel; its methods are {self.session.methods}")
-        return self.session.results[method]
+        return self.session.results[check_choice(method, "method", self.session.methods)]
 
     def _look(self) -> tuple:
         return (self.cmap, self.alpha, tuple(self.state.pins))

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ...checks import check_callable
 from ...explain.base import PairExplanation
 
 __all__ = ["MethodResult", "ResultCache", "ComparisonPair", "SessionStatus", "SessionEvent",
@@ -140,11 +141,9 @@ class ComparisonPair:
         from ...evaluate import display_mapping, mask_to_display
 
         query_mask, reference_mask, mapping = truth
+        check_callable(mapping, "mapping", optional=True)
         q = model.prepare(query, name="query")
         r = model.prepare(reference, name="reference")
-        if mapping is not None and not callable(mapping):
-            raise TypeError(f"mapping is a {type(mapping).__name__}; expected a function (rows, cols) -> "
-                            "(rows, cols, valid) from query to reference pixels")
         q_mask = None if query_mask is None else mask_to_display(query_mask, q, name="query_mask")
         r_mask = None if reference_mask is None else mask_to_display(reference_mask, r, name="reference_mask")
         return cls(q, r, (query, reference), q_mask, r_mask,

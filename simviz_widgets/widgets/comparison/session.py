@@ -23,9 +23,11 @@ import numpy as np
 
 from ...adapters import SimilarityModel
 from ...adapters.copies import ModelCopies
+from ...checks import InputError, check_bool, check_callable, check_choice, check_instance
 from ...evaluate.compare import build_metrics, check_method_options, check_methods
 from ...explain.base import PairExplanation, get_method, list_methods
 from ..jobs import JobRunner
+from ..session import check_open
 from .results import (DEFAULT_METRICS, RUNTIME, ComparisonPair, MethodResult, ResultCache, SessionEvent,
                       SessionStatus, apply_update, options_key)
 from .worker import SESSION_OPTIONS, Plan, TaskUpdate, explainer_for, run_plan, score_key
@@ -51,12 +53,11 @@ class ComparisonSession:
                  method_options=None, query_mask=None, reference_mask=None, mapping=None,
                  background: bool = True, cache: ResultCache | None = None, copies: ModelCopies | None = None):
         self._model = _check_model(model)
-        if not isinstance(background, bool):
-            raise TypeError(f"background is {background!r}; expected True or False")
-        if cache is not None and not isinstance(cache, ResultCache):
-            raise TypeError(f"cache is a {type(cache).__name__}; expected a ResultCache or None")
-        if copies is not None and (not isinstance(copies, ModelCopies) or copies.model is not model):
-            raise TypeError("copies must be a ModelCopies of this session's model, or None")
+        background = check_bool(background, "background")
+        if cache is not None:
+            check_instance(cache, "cache", ResultCache, "ResultCache or None")
+        if copies is not None and (check_instance(copies, "copies", ModelCopies).model is not model):
+            raise InputError("copies is a ModelCopies of another model; expected one of this session's model")
         ordered = sorted(list_methods(), key=lambda n: (get_method(n).slow, n != "decomposition", n))
         self._methods = check_methods(methods, default=ordered)
         self._method_options = check_method_options(
@@ -80,17 +81,15 @@ class ComparisonSession:
         self._closed = False
         if query is not None or reference is not None:
             if query is None or reference is None:
-                raise ValueError("give both query and reference, or neither (then call set_pair)")
+                raise InputError("give both query and reference, or neither (then call set_pair)")
             self.set_pair(query, reference, query_mask=query_mask, reference_mask=reference_mask, mapping=mapping)
         elif query_mask is not None or reference_mask is not None or mapping is not None:
-            raise ValueError("ground truth (query_mask, reference_mask, mapping) needs a pair; pass it to set_pair")
+            raise InputError("ground truth (query_mask, reference_mask, mapping) needs a pair; pass it to set_pair")
 
     # -- observers ---------------------------------------------------------------------------
     def subscribe(self, listener: Callable[[SessionEvent], None]) -> Callable[[], None]:
         """Call ``listener(event)`` on every change (kernel thread only); returns the unsubscriber."""
-        if not callable(listener):
-            raise TypeError(f"listener is {listener!r}; expected a function of one SessionEvent")
-        self._listeners.append(listener)
+        self._listeners.append(check_callable(listener, "listener"))
 
         def unsubscribe() -> None:
             if listener in self._listeners:
@@ -129,8 +128,9 @@ class ComparisonSession:
         return self.runner.running
 
     def result(self, method: str) -> MethodResult:
+        check_choice(method, "method", self._methods)
         if method not in self.results:
-            raise ValueError(f"method {method!r} is not in this comparison; its methods are {self._methods}")
+            raise InputError("no pair yet; call set_pair(query, reference) first")
         return self.results[method]
 
     def explanation(self, method: str) -> PairExplanation | None:
@@ -155,11 +155,9 @@ class ComparisonSession:
             higher = False
         else:
             known = {m.name: m for m in self.metrics}
-            if metric not in known:
-                raise ValueError(f"metric {metric!r} is not scored here; metrics: {list(known)} and {RUNTIME!r}")
-            higher = known[metric].higher_is_better
+            higher = known[check_choice(metric, "metric", [*known, RUNTIME])].higher_is_better
         if higher_is_better is not None:
-            higher = higher_is_better
+            higher = check_bool(higher_is_better, "higher_is_better")
         values = [(name, row[metric]) for name, row in self.scores.items()]
         finite = [(n, v) for n, v in values if math.isfinite(v)]
         finite.sort(key=lambda item: item[1], reverse=higher)
@@ -185,6 +183,7 @@ class ComparisonSession:
         model's resize and crop. ``explain_fast_here``: explain the fast methods now, in this
         thread (False: in the background too, e.g. from a widget callback)."""
         self._check_open()
+        explain_fast_here = check_bool(explain_fast_here, "explain_fast_here")
         self._set(self._model, query, reference, (query_mask, reference_mask, mapping), explain_fast_here)
 
     def set_model(self, model, *, inputs: tuple | None = None, explain_fast_here: bool = True) -> None:
@@ -192,6 +191,9 @@ class ComparisonSession:
         ``inputs`` = (query, reference) if given (without ground truth)."""
         self._check_open()
         model = _check_model(model)
+        explain_fast_here = check_bool(explain_fast_here, "explain_fast_here")
+        if inputs is not None and (not isinstance(inputs, tuple) or len(inputs) != 2):
+            raise InputError(f"inputs is {type(inputs).__name__}; expected a (query, reference) tuple or None")
         if inputs is not None:
             self._set(model, inputs[0], inputs[1], (None, None, None), explain_fast_here)
         elif self.pair is not None:
@@ -203,8 +205,8 @@ class ComparisonSession:
         """Compute whatever is missing on the current pair (after a cancel or a failure)."""
         self._check_open()
         if self.pair is None:
-            raise ValueError("no pair yet; call set_pair(query, reference) first")
-        self._start(explain_fast_here)
+            raise InputError("no pair yet; call set_pair(query, reference) first")
+        self._start(check_bool(explain_fast_here, "explain_fast_here"))
 
     def cancel(self) -> bool:
         """Stop the background work: a running slow method stops between batches (its partial map
@@ -237,8 +239,7 @@ class ComparisonSession:
         self._listeners.clear()
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("this comparison session is closed; make a new one")
+        check_open(self._closed, "comparison session")
 
     def _adopt_model(self, model) -> None:
         """Make ``model`` the session's (its own pool of copies for the worker)."""
@@ -411,9 +412,5 @@ class ComparisonSession:
 
 
 def _check_model(model):
-    if not isinstance(model, SimilarityModel):
-        raise TypeError(
-            f"model is a {type(model).__name__}; expected a SimilarityModel "
-            "(simviz_widgets.load_model(...) or SimilarityModel.wrap(module))"
-        )
-    return model
+    return check_instance(model, "model", SimilarityModel, "SimilarityModel (simviz_widgets.load_model(...) "
+                          "or SimilarityModel.wrap(module))")
