@@ -25,8 +25,13 @@ import torch
 
 from simviz_widgets.adapters import SimilarityModel
 from simviz_widgets.attributes import (
-    COMPONENTS, DEFAULT_WEIGHTS, decomposition_maps_from_features, fit_attribute_predictor, fit_concept_vectors,
-    rank_components, synthetic_attribute_data,
+    COMPONENTS,
+    DEFAULT_WEIGHTS,
+    decomposition_maps_from_features,
+    fit_attribute_predictor,
+    fit_concept_vectors,
+    rank_components,
+    synthetic_attribute_data,
 )
 from simviz_widgets.attributes.predictor import image_batch
 from simviz_widgets.datasets.synthetic import SYNTHETIC_ATTRIBUTES, scene_pairs
@@ -145,7 +150,8 @@ def main():
                 "tuned, without agreement": [], "tuned, all three": []}
         tuned = {}
         for sides, agreement in variants:
-            cv, ct = components(out_val, concepts.prior, sides, agreement), components(out, concepts.prior, sides, agreement)
+            cv, ct = (components(out_val, concepts.prior, sides, agreement),
+                      components(out, concepts.prior, sides, agreement))
             keys = list(rows)
             for c in COMPONENTS:
                 rows[f"{c} only"].append(top1(ct, truth, only[c]))
@@ -174,7 +180,7 @@ def main():
         print()
         print("| ranking | " + " | ".join(f"sides={s}, agreement={a}" for s, a in variants) + " |")
         print("|---|" + "---:|" * len(variants))
-        print(f"| random attribute | " + " | ".join(f"{random_acc:.3f}" for _ in variants) + " |")
+        print("| random attribute | " + " | ".join(f"{random_acc:.3f}" for _ in variants) + " |")
         for name, accs in rows.items():
             print(f"| {name} | " + " | ".join(f"{a:.3f}" for a in accs) + " |")
         print("\ntuned weights (confidence/agreement/prior): " + "; ".join(

@@ -17,7 +17,8 @@ KINDS = ("mirror", "crop_scale", "rotation", "perspective")
 
 def main():
     model = sv.load_model("efficientnet_lite0")
-    print(f"{'view':<12} {'contribution':>12} {'correspondence':>15} {'chance':>7} {'points':>7} {'max compl. err':>15}")
+    print(f"{'view':<12} {'contribution':>12} {'correspondence':>15} {'chance':>7} {'points':>7} "
+          f"{'max compl. err':>15}")
     for kind in KINDS:
         rates = {"contribution": [], "correspondence": []}
         chance, points, worst = [], 0, 0.0

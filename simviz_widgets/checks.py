@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -280,7 +280,8 @@ def check_array(value: Any, name: str, *, ndim=None, shape=None, dtype=None, kin
     except (TypeError, ValueError) as err:  # ragged nested lists, objects numpy cannot convert
         raise InputTypeError(f"{name} must be an array; numpy cannot convert it ({err})") from None
     if dtype is None and (arr.dtype == object or arr.dtype.kind not in kinds):
-        words = list(dict.fromkeys({"b": "bool", "i": "integer", "u": "integer", "f": "float"}.get(k, k) for k in kinds))
+        kind_words = {"b": "bool", "i": "integer", "u": "integer", "f": "float"}
+        words = list(dict.fromkeys(kind_words.get(k, k) for k in kinds))
         raise InputError(f"{name} has dtype {arr.dtype}; expected {' or '.join(words)} values")
     if dtype is not None and arr.dtype != np.dtype(dtype):
         raise InputError(f"{name} has dtype {arr.dtype}; expected {np.dtype(dtype)}")

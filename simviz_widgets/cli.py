@@ -226,6 +226,7 @@ def _check_figure_args(args) -> None:
 def _methods_module():
     # Importing the package registers its methods; the registry itself lives in explain.base.
     import simviz_widgets.explain  # noqa: F401
+
     from .explain import base
 
     return base

@@ -154,7 +154,9 @@ def pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     try:
         converted = img if mode == target else img.convert(target)
     except ValueError as err:  # e.g. LAB: PIL has no conversion to RGB
-        raise ImageInputError(f"{name} is a PIL image of mode {mode}, which PIL cannot convert to RGB ({err})") from None
+        raise ImageInputError(
+            f"{name} is a PIL image of mode {mode}, which PIL cannot convert to RGB ({err})"
+        ) from None
     return array_to_rgb(np.array(converted), name)
 
 

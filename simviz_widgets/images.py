@@ -29,8 +29,15 @@ import torch
 from PIL import Image
 
 from .checks import InputError, check_choice, check_float, check_floats, check_instance, check_int, check_shape2
-from .image_io import ImageInputError, array_to_rgb, describe, pil_to_rgb, read_image_bytes, read_image_file, \
-    tensor_to_rgb
+from .image_io import (
+    ImageInputError,
+    array_to_rgb,
+    describe,
+    pil_to_rgb,
+    read_image_bytes,
+    read_image_file,
+    tensor_to_rgb,
+)
 
 __all__ = [
     "PreprocessConfig",

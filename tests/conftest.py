@@ -6,13 +6,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 # Property tests (hypothesis) run the same examples on every machine: derandomized (a fixed seed
 # derived from each test), no example database, no per-example deadline (CI machines vary).
-from hypothesis import HealthCheck, settings
-
 settings.register_profile(
     "simviz", derandomize=True, database=None, deadline=None, max_examples=60, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

@@ -6,16 +6,23 @@ import numpy as np
 import pytest
 import torch
 
+from simviz_widgets.adapters import SimilarityModel
 from simviz_widgets.attributes import (
-    AttributeData, AttributePredictor, attributes_from_folders, decomposition_maps, explain_attributes,
-    fit_attribute_predictor, fit_concept_vectors, saliency_distance, saliency_distribution,
+    AttributeData,
+    AttributePredictor,
+    attributes_from_folders,
+    decomposition_maps,
+    explain_attributes,
+    fit_attribute_predictor,
+    fit_concept_vectors,
+    saliency_distance,
+    saliency_distribution,
     synthetic_attribute_data,
 )
 from simviz_widgets.datasets.synthetic import SYNTHETIC_ATTRIBUTES, scene_pairs
 from simviz_widgets.explain import explain
 from simviz_widgets.models import load
 from simviz_widgets.models.synthetic import SCENE_PREPROCESS, SceneEmbeddingNet
-from simviz_widgets.adapters import SimilarityModel
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +143,9 @@ def test_ranking_known_answer_hand_built_predictor():
     assert ranking.get("red").components["confidence"] == pytest.approx(1 / (1 + math.exp(-7)), abs=1e-6)
     assert ranking.get("blue").components["confidence"] == pytest.approx(1 / (1 + math.exp(3)), abs=1e-6)
     # Prior only: the fitted prior's order. Both sides' confidence: red is the only colour on both.
-    assert explain_attributes(model, pred, query, reference,
-                              weights={"confidence": 0, "agreement": 0, "prior": 1}).attributes == ["green", "blue", "red"]
+    prior_only = explain_attributes(model, pred, query, reference,
+                                    weights={"confidence": 0, "agreement": 0, "prior": 1})
+    assert prior_only.attributes == ["green", "blue", "red"]
     with pytest.raises(ValueError, match="agreement='cosine' is not one of"):
         explain_attributes(model, pred, query, reference, agreement="cosine")
     both = explain_attributes(model, pred, query, reference, sides="both",

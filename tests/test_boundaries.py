@@ -16,9 +16,9 @@ from functools import lru_cache
 import numpy as np
 import pytest
 import torch
+from widget_helpers import make_explanation
 
 from simviz_widgets.checks import InputError, InputTypeError, SimvizError
-from widget_helpers import make_explanation
 
 NAN = float("nan")
 GOOD_IMAGE = np.zeros((32, 32, 3), np.uint8)
@@ -64,8 +64,14 @@ def ranking():
 def cases():
     from simviz_widgets import datasets, evaluate, render
     from simviz_widgets.attributes import (
-        AttributeData, AttributePredictor, attributes_from_folders, explain_attributes, fit_attribute_predictor,
-        fit_concept_vectors, rank_components, synthetic_attribute_data,
+        AttributeData,
+        AttributePredictor,
+        attributes_from_folders,
+        explain_attributes,
+        fit_attribute_predictor,
+        fit_concept_vectors,
+        rank_components,
+        synthetic_attribute_data,
     )
     from simviz_widgets.datasets.synthetic import SceneObject, attribute_group
     from simviz_widgets.models import load

@@ -11,8 +11,20 @@ import numpy as np
 import pytest
 
 from simviz_widgets import checks
-from simviz_widgets.checks import (InputError, InputTypeError, Option, SimvizError, check_bool, check_choice,
-                                   check_float, check_int, check_options, check_pixel, check_shape2, check_str)
+from simviz_widgets.checks import (
+    InputError,
+    InputTypeError,
+    Option,
+    SimvizError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_options,
+    check_pixel,
+    check_shape2,
+    check_str,
+)
 from simviz_widgets.registry import REGISTRIES, Registry, registry
 
 

@@ -18,10 +18,9 @@ from simviz_widgets.evaluate import get_metric
 from simviz_widgets.evaluate import metrics as metrics_module
 from simviz_widgets.explain import ExplanationCancelled, PairExplanation
 from simviz_widgets.explain import base as explain_base
-from simviz_widgets.explain.base import Explainer
-from simviz_widgets.widgets._canvas import value_at_pixel
+from simviz_widgets.explain.base import Explainer, get_method
 from simviz_widgets.widgets import HoverState, MethodComparisonPanel, PairExplorer, PairViewer
-from simviz_widgets.explain.base import get_method
+from simviz_widgets.widgets._canvas import value_at_pixel
 from simviz_widgets.widgets.comparison import RUNTIME, ComparisonSession
 from simviz_widgets.widgets.comparison.charts import METHOD_COLOURS, format_runtime, format_value
 
@@ -75,7 +74,8 @@ def counting_methods(monkeypatch):
     class Gated(Explainer):
         name = "gated"
         slow = True
-        options = {"cancel": Option.custom(None, "callable", lambda v, n: v), "show_progress": Option.flag(True, "unused")}
+        options = {"cancel": Option.custom(None, "callable", lambda v, n: v),
+                   "show_progress": Option.flag(True, "unused")}
 
         def compute(self, model, query, reference):
             calls["gated"] += 1
@@ -460,7 +460,8 @@ def test_bad_input_is_named(tiny, pairs):
         MethodComparisonPanel(tiny, q, r, methods=["gradcam", "gradcam"])
     with pytest.raises(ValueError, match="panel sets these itself"):
         MethodComparisonPanel(tiny, q, r, methods=["rise"], method_options={"rise": {"cancel": None}})
-    with pytest.raises(ValueError, match=r"method_options has unknown key\(s\) \['rise'\]; expected keys among \['gradcam'\]"):
+    with pytest.raises(ValueError,
+                       match=r"method_options has unknown key\(s\) \['rise'\]; expected keys among \['gradcam'\]"):
         MethodComparisonPanel(tiny, q, r, methods=["gradcam"], method_options={"rise": {"masks": 10}})
     with pytest.raises(TypeError, match="unknown option"):
         MethodComparisonPanel(tiny, q, r, methods=["rise"], method_options={"rise": {"mask": 10}})

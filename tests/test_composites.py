@@ -45,7 +45,8 @@ def test_objects_and_backgrounds_are_bundled_photos():
 def test_masks_are_where_the_object_is(pairs):
     for p in pairs:
         assert p.query.shape == p.reference.shape == (96, 96, 3) and p.query.dtype == np.uint8
-        for image, mask, box in ((p.query, p.query_mask, p.query_box), (p.reference, p.reference_mask, p.reference_box)):
+        sides = ((p.query, p.query_mask, p.query_box), (p.reference, p.reference_mask, p.reference_box))
+        for image, mask, box in sides:
             np.testing.assert_array_equal(mask, box_mask(box, 96))
             top, left, h, w = box
             pasted = image[top:top + h, left:left + w].astype(np.int16)

@@ -19,7 +19,10 @@ def _images(seed=0, size=64):
     # Smooth-ish random images: blocky noise so features vary over the grid.
     a = g.random((size // 8, size // 8, 3))
     b = g.random((size // 8, size // 8, 3))
-    up = lambda m: np.kron(m, np.ones((8, 8, 1)))
+
+    def up(m):
+        return np.kron(m, np.ones((8, 8, 1)))
+
     return up(a) * 0.7 + g.random((size, size, 3)) * 0.3, up(b) * 0.7 + g.random((size, size, 3)) * 0.3
 
 
@@ -62,7 +65,8 @@ def test_completeness_with_bias(pool, head, metric):
     np.testing.assert_allclose(exp.reference_map.ravel(), D.sum(0), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("pool,head", [("avg", "linear"), ("max", "linear_bn"), ("gem", "bn"), ("flatten", "flat_linear")])
+@pytest.mark.parametrize("pool,head",
+                         [("avg", "linear"), ("max", "linear_bn"), ("gem", "bn"), ("flatten", "flat_linear")])
 def test_without_bias_matches_hand_computation(pool, head):
     """bias=False drops b: for the dot metric sum D = (g_X - b).(g_Y - b) with b the folded head bias."""
     net, model = _wrap(pool, head, "dot")
@@ -178,7 +182,8 @@ def test_euclidean_parts_sum_to_score():
     assert parts["cross"] == pytest.approx(float(2 * gq @ gr), rel=1e-5)
     assert parts["self_query"] == pytest.approx(float(-gq @ gq), rel=1e-5)
     pm = exp.info["part_maps"]
-    assert pm["cross_query"].sum() + pm["self_query"].sum() + parts["self_reference"] == pytest.approx(exp.score, rel=1e-4)
+    total = pm["cross_query"].sum() + pm["self_query"].sum() + parts["self_reference"]
+    assert total == pytest.approx(exp.score, rel=1e-4)
 
 
 def test_clip_variant_matches_authors_display_form():

@@ -119,7 +119,8 @@ def test_not_a_module():
 
 
 def test_unknown_model_and_method(tiny, good):
-    with pytest.raises(ValueError, match=r"model 'efficientnet_lite' is not registered.*Did you mean 'efficientnet_lite0'"):
+    with pytest.raises(ValueError,
+                       match=r"model 'efficientnet_lite' is not registered.*Did you mean 'efficientnet_lite0'"):
         sv.load_model("efficientnet_lite")
     with pytest.raises(ValueError, match=r"method 'decompositon' is not registered.*Did you mean 'decomposition'"):
         sv.explain(tiny, good, good, method="decompositon")

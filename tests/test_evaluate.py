@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import simviz_widgets as sv
+from simviz_widgets.adapters.copies import copy_model, fast_inference_copy
 from simviz_widgets.datasets import load_photo, shared_object_pairs
 from simviz_widgets.evaluate import (
     CATEGORIES,
@@ -24,12 +25,10 @@ from simviz_widgets.evaluate import (
     register_metric,
     sanity_randomization,
 )
-from simviz_widgets.adapters.copies import copy_model, fast_inference_copy
 from simviz_widgets.evaluate.perturbation_curves import background_tensor, pixel_counts
 from simviz_widgets.explain import Explainer, PairExplanation, PointToPoint
 from simviz_widgets.explain import base as explain_base
 from simviz_widgets.images import PreprocessConfig, prepare_image
-
 
 # ------------------------------------------------------------------------------------------
 # helpers
@@ -449,7 +448,8 @@ def test_compare_table_matches_direct_metric_calls(tiny, centre_bias):
         direct_pg, direct_del = [], []
         for p in pairs:
             exp = sv.explain(tiny, p.query, p.reference, method=method)
-            direct_pg.append(pointing_game(exp, p.query_mask) / 2 + pointing_game(exp, p.reference_mask, side="reference") / 2)
+            direct_pg.append(pointing_game(exp, p.query_mask) / 2
+                             + pointing_game(exp, p.reference_mask, side="reference") / 2)
             direct_del.append(get_metric("deletion", steps=11)(exp, model=tiny))
         np.testing.assert_allclose(result.values[method]["pointing_game"], direct_pg)
         np.testing.assert_allclose(result.values[method]["deletion"], direct_del, atol=1e-3)
@@ -518,6 +518,7 @@ def test_curve_and_sanity_plots_label_their_reading(mean_color, tiny):
     cat = load_photo("chelsea")
     result = sanity_randomization(tiny, cat, cat, "decomposition", max_steps=2, show_progress=False)
     ax = result.plot()
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["original", "head .. backbone.4", "backbone.2 .. backbone.0"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "original", "head .. backbone.4", "backbone.2 .. backbone.0"]
     np.testing.assert_allclose(ax.lines[0].get_ydata(), np.r_[1.0, result.correlations])
     plt.close("all")

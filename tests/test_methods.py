@@ -34,7 +34,10 @@ SIGNED = {"similarity_map": True, "gradcam": False, "rgradcam": True, "similarit
 def _images(seed=0, size=64):
     """Two blocky random pictures in [0, 1] (features vary over the grid)."""
     g = np.random.default_rng(seed)
-    up = lambda m: np.kron(m, np.ones((size // 8, size // 8, 1)))
+
+    def up(m):
+        return np.kron(m, np.ones((size // 8, size // 8, 1)))
+
     a = up(g.random((8, 8, 3))) * 0.7 + g.random((size, size, 3)) * 0.3
     b = up(g.random((8, 8, 3))) * 0.7 + g.random((size, size, 3)) * 0.3
     return a, b

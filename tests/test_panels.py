@@ -23,8 +23,6 @@ from simviz_widgets.widgets._canvas import photo_rgba
 from simviz_widgets.widgets.attribute_panel import ROW_PX, AttributePanel
 from simviz_widgets.widgets.overall_panel import OVERLAY, PHOTO, OverallPanel
 
-
-
 # ------------------------------------------------------------------------------------------------
 # helpers
 

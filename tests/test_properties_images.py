@@ -198,7 +198,8 @@ def test_preprocess_config_refuses_or_is_canonical(kwargs):
     except SimvizError as err:
         assert "PreprocessConfig" in str(err)
         return
-    assert cfg.input_size is None or (len(cfg.input_size) == 2 and all(type(v) is int and v >= 1 for v in cfg.input_size))
+    assert cfg.input_size is None or (
+        len(cfg.input_size) == 2 and all(type(v) is int and v >= 1 for v in cfg.input_size))
     assert cfg.resize_short is None or (type(cfg.resize_short) is int and cfg.resize_short >= 1)
     for values, positive in ((cfg.mean, False), (cfg.std, True)):
         assert len(values) == 3 and all(type(v) is float and np.isfinite(v) for v in values)

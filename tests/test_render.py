@@ -21,7 +21,6 @@ from simviz_widgets.render import (
     upsample_bilinear,
 )
 
-
 # ----------------------------------------------------------------------------- colormap
 
 

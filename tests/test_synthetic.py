@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from simviz_widgets.datasets.synthetic import (
-    ATTRIBUTE_GROUPS, SYNTHETIC_ATTRIBUTES, SceneObject, attribute_group, negative_pairs, random_scenes,
-    render_scene, scene_pairs,
+    ATTRIBUTE_GROUPS,
+    SYNTHETIC_ATTRIBUTES,
+    SceneObject,
+    attribute_group,
+    negative_pairs,
+    random_scenes,
+    render_scene,
+    scene_pairs,
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from widget_helpers import make_explanation, move
 
 from simviz_widgets.explain.base import PairExplanation
 from simviz_widgets.render import map_to_rgba
@@ -12,8 +13,6 @@ from simviz_widgets.render.figure import cell_centre_pixels
 from simviz_widgets.widgets.colorbar import GRADIENT_CLASS, gradient_css
 from simviz_widgets.widgets.hover import CORRESPONDENCE_CMAP, HoverLogic
 from simviz_widgets.widgets.pair_viewer import DEFAULT_ALPHA, PairViewer
-
-from widget_helpers import make_explanation, move
 
 
 @pytest.fixture

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from ipycanvas import canvas as ipycanvas_canvas
 from PIL import Image
+from widget_helpers import click, make_explanation, move
 
 from simviz_widgets.explain.base import cell_weights
 from simviz_widgets.render import colormap_lut, map_to_rgba, normalize_map, upsample_bilinear
 from simviz_widgets.widgets import PIN_COLOURS, HoverState, OverallPanel, PairExplorer, PairViewer
 from simviz_widgets.widgets._canvas import photo_rgba
 from simviz_widgets.widgets.pair_viewer import DEFAULT_ALPHA
-from widget_helpers import click, make_explanation, move
+
 
 def point_rgba(values, alpha=DEFAULT_ALPHA, cmap="RdBu_r"):
     """The viewer's colouring of a contribution map: symmetric diverging, opacity following |value|."""
@@ -626,7 +627,8 @@ def test_close_frees_every_widget_and_stops_following_the_state(explanation):
 
     explorer = PairExplorer.from_explanation(explanation)
     inner = [explorer.viewer.query_canvas, *(explorer.viewer.reference_canvas[k] for k in range(3)),
-             explorer.viewer.opacity_slider, explorer.viewer.colorbar.low, explorer.panel.chart, *explorer.viewer._events]
+             explorer.viewer.opacity_slider, explorer.viewer.colorbar.low, explorer.panel.chart,
+             *explorer.viewer._events]
     ids = [w.model_id for w in inner]
     assert all(i in Widget.widgets for i in ids)
     state = explorer.state

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..checks import (
-    InputError, check_array, check_instance, check_int, check_mask, check_names, check_path, check_sequence,
+    InputError,
+    check_array,
+    check_instance,
+    check_int,
+    check_mask,
+    check_names,
+    check_path,
+    check_sequence,
 )
 from ..images import to_rgb_uint8
 

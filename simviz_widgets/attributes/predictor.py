@@ -23,8 +23,18 @@ from torch import nn
 
 from ..adapters import SimilarityModel
 from ..checks import (
-    InputError, SimvizError, check_array, check_bool, check_choice, check_float, check_instance, check_int,
-    check_keys, check_names, check_path, check_str,
+    InputError,
+    SimvizError,
+    check_array,
+    check_bool,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+    check_keys,
+    check_names,
+    check_path,
+    check_str,
 )
 from .data import AttributeData
 from .saliency import decomposition_maps_from_features, saliency_distribution
@@ -143,7 +153,8 @@ class AttributePredictor(nn.Module):
         return out.eval()
 
     def extra_repr(self) -> str:
-        return f"attributes={list(self.names)}, pooling={self.pooling!r}, prior={'fitted' if self.has_prior else 'none'}"
+        prior = "fitted" if self.has_prior else "none"
+        return f"attributes={list(self.names)}, pooling={self.pooling!r}, prior={prior}"
 
 
 def image_batch(model: SimilarityModel, images) -> torch.Tensor:
@@ -206,7 +217,8 @@ def fit_attribute_predictor(model: SimilarityModel, data: AttributeData, *, sali
 
     The saliency of each image is its ``saliency`` map against its partner: 'decomposition' (the
     default: exact and cheap, batched) or any registered method name such as 'rise' (one
-    :func:`~simviz_widgets.explain` per image with ``saliency_options``; RISE is slow on CPU). Returns the predictor in eval mode (and a log dict with ``return_log``:
+    :func:`~simviz_widgets.explain` per image with ``saliency_options``; RISE is slow on CPU).
+    Returns the predictor in eval mode (and a log dict with ``return_log``:
     per-epoch classification loss and mean saliency distance over the true attributes' minimum).
     """
     from tqdm.auto import tqdm

@@ -63,8 +63,10 @@ def decomposition_maps_from_features(model: SimilarityModel, fq: torch.Tensor, f
         Er, gr = _contributions(model, fr.double())
         if model.metric == "euclidean":
             nq, nr = Eq.shape[1], Er.shape[1]
-            qmap = 2 * (Eq @ gr[:, :, None])[..., 0] - (Eq @ gq[:, :, None])[..., 0] - (gr * gr).sum(1, keepdim=True) / nq
-            rmap = 2 * (Er @ gq[:, :, None])[..., 0] - (Er @ gr[:, :, None])[..., 0] - (gq * gq).sum(1, keepdim=True) / nr
+            qmap = (2 * (Eq @ gr[:, :, None])[..., 0] - (Eq @ gq[:, :, None])[..., 0]
+                    - (gr * gr).sum(1, keepdim=True) / nq)
+            rmap = (2 * (Er @ gq[:, :, None])[..., 0] - (Er @ gr[:, :, None])[..., 0]
+                    - (gq * gq).sum(1, keepdim=True) / nr)
         else:
             z = gq.norm(dim=1) * gr.norm(dim=1) if model.metric == "cosine" else torch.ones(gq.shape[0], dtype=gq.dtype)
             z = z.clamp_min(1e-12)[:, None]

@@ -4,7 +4,26 @@ Imports numpy, PIL, scikit-image and scikit-learn only (matplotlib's bundled gra
 read lazily through ``matplotlib.cbook``).
 """
 
+from .composites import (
+    COMPOSITE_BACKGROUNDS,
+    SHARED_OBJECTS,
+    SharedObjectPair,
+    background_crop,
+    paste_object,
+    shared_object_pairs,
+)
 from .photos import UnknownPhotoError, default_pair, list_photos, load_photo, stereo_motorcycle
+from .synthetic import (
+    ATTRIBUTE_GROUPS,
+    SYNTHETIC_ATTRIBUTES,
+    SceneImage,
+    SceneObject,
+    ScenePair,
+    negative_pairs,
+    random_scenes,
+    render_scene,
+    scene_pairs,
+)
 from .views import VIEW_KINDS, View, views
 
 __all__ = [
@@ -16,17 +35,19 @@ __all__ = [
     "View",
     "VIEW_KINDS",
     "UnknownPhotoError",
+    "shared_object_pairs",
+    "SharedObjectPair",
+    "SHARED_OBJECTS",
+    "COMPOSITE_BACKGROUNDS",
+    "paste_object",
+    "background_crop",
+    "ATTRIBUTE_GROUPS",
+    "SYNTHETIC_ATTRIBUTES",
+    "SceneImage",
+    "SceneObject",
+    "ScenePair",
+    "scene_pairs",
+    "negative_pairs",
+    "random_scenes",
+    "render_scene",
 ]
-from .composites import (
-    COMPOSITE_BACKGROUNDS, SHARED_OBJECTS, SharedObjectPair, background_crop, paste_object, shared_object_pairs,
-)
-
-__all__ += ["shared_object_pairs", "SharedObjectPair", "SHARED_OBJECTS", "COMPOSITE_BACKGROUNDS", "paste_object",
-            "background_crop"]
-from .synthetic import (
-    ATTRIBUTE_GROUPS, SYNTHETIC_ATTRIBUTES, SceneImage, SceneObject, ScenePair, negative_pairs, random_scenes,
-    render_scene, scene_pairs,
-)
-
-__all__ += ["ATTRIBUTE_GROUPS", "SYNTHETIC_ATTRIBUTES", "SceneImage", "SceneObject", "ScenePair", "scene_pairs",
-            "negative_pairs", "random_scenes", "render_scene"]

@@ -35,7 +35,14 @@ from typing import Any
 import numpy as np
 
 from ..checks import (
-    InputError, check_array, check_choice, check_float, check_floats, check_int, check_keys, check_shape2,
+    InputError,
+    check_array,
+    check_choice,
+    check_float,
+    check_floats,
+    check_int,
+    check_keys,
+    check_shape2,
 )
 
 __all__ = ["View", "views", "VIEW_KINDS"]

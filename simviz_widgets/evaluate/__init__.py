@@ -1,6 +1,8 @@
 """Metrics on explanations. Each metric declares its category, what it needs, and whether higher
 is better (:class:`Metric`); :func:`compare` runs methods x metrics over many pairs."""
 
+from .compare import Comparison, ComparisonTable, compare, default_metrics
+from .correspondence import CorrespondencePCK, CorrespondenceResult, correspondence_rate, display_mapping
 from .metrics import (
     CATEGORIES,
     NEEDS,
@@ -13,7 +15,6 @@ from .metrics import (
     pixel_map,
     register_metric,
 )
-from .correspondence import CorrespondencePCK, CorrespondenceResult, correspondence_rate, display_mapping
 from .perturbation_curves import (
     CurveSummary,
     Deletion,
@@ -26,7 +27,6 @@ from .perturbation_curves import (
 )
 from .pointing import EnergyPointing, PointingGame, energy_pointing, pointing_game
 from .sanity import SanityRandomization, SanityResult, randomizable_layers, sanity_randomization
-from .compare import Comparison, ComparisonTable, compare, default_metrics
 
 __all__ = [
     "Metric", "EvalContext", "register_metric", "list_metrics", "get_metric", "make_metric",

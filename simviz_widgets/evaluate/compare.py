@@ -30,8 +30,16 @@ from typing import Any, Callable
 import numpy as np
 
 from ..checks import (
-    InputError, InputTypeError, check_bool, check_callable, check_choice, check_instance, check_int, check_keys,
-    check_names, check_sequence,
+    InputError,
+    InputTypeError,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_instance,
+    check_int,
+    check_keys,
+    check_names,
+    check_sequence,
 )
 from ..explain.base import get_method, list_methods
 from .correspondence import display_mapping
@@ -141,7 +149,8 @@ class ComparisonTable(list):
         rows = []
         for cells in body:
             tds = [f"<td>{html.escape(str(c))}</td>" for c in cells[:2]]
-            tds += [f"<td><b>{html.escape(t)}</b></td>" if bold else f"<td>{html.escape(t)}</td>" for t, bold in cells[2:]]
+            tds += [f"<td><b>{html.escape(t)}</b></td>" if bold else f"<td>{html.escape(t)}</td>"
+                    for t, bold in cells[2:]]
             rows.append("<tr>" + "".join(tds) + "</tr>")
         return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 

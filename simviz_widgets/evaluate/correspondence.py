@@ -12,7 +12,14 @@ from typing import Callable
 import numpy as np
 
 from ..checks import (
-    InputTypeError, Option, check_array, check_callable, check_choice, check_float, check_instance, check_sequence,
+    InputTypeError,
+    Option,
+    check_array,
+    check_callable,
+    check_choice,
+    check_float,
+    check_instance,
+    check_sequence,
 )
 from ..explain.base import READINGS, PairExplanation
 from ..images import PreparedImage

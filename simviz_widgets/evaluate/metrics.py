@@ -29,7 +29,14 @@ from typing import Any, Callable
 import numpy as np
 
 from ..checks import (
-    InputError, InputTypeError, Option, check_array, check_choice, check_instance, check_mask, check_options,
+    InputError,
+    InputTypeError,
+    Option,
+    check_array,
+    check_choice,
+    check_instance,
+    check_mask,
+    check_options,
 )
 from ..explain.base import SIDES, PairExplanation
 from ..registry import REGISTRIES

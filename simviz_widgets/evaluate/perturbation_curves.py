@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from ..checks import (
-    InputError, Option, check_bool, check_choice, check_float, check_instance, check_int, check_sequence,
+    InputError,
+    Option,
+    check_bool,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+    check_sequence,
 )
 from ..explain.base import PairExplanation
 from .metrics import EvalContext, Metric, pixel_map, register_metric

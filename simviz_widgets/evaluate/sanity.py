@@ -28,12 +28,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..adapters.copies import copy_parts, wrap_like
 from ..checks import (
-    InputError, InputTypeError, Option, check_bool, check_choice, check_instance, check_int, check_names,
+    InputError,
+    InputTypeError,
+    Option,
+    check_bool,
+    check_choice,
+    check_instance,
+    check_int,
+    check_names,
 )
 from ..explain.base import Explainer, PairExplanation, get_method
 from ..images import PreparedImage
-from ..adapters.copies import copy_parts, wrap_like
 from .metrics import EvalContext, Metric, register_metric
 
 __all__ = [

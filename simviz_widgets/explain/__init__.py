@@ -1,5 +1,12 @@
 """Explanation methods. Each registers itself by name and returns a PairExplanation."""
 
+from . import (  # noqa: F401  (register the other methods)
+    decomposition,  # noqa: F401  (registers "decomposition")
+    gradients,
+    perturbation,
+    sfam,
+    similarity_map,
+)
 from .base import (
     Explainer,
     PairExplanation,
@@ -9,9 +16,7 @@ from .base import (
     list_methods,
     register_method,
 )
-from . import decomposition  # noqa: F401  (registers "decomposition")
 from .decomposition import ActivationDecomposition, position_contributions
-from . import gradients, perturbation, sfam, similarity_map  # noqa: F401  (register the other methods)
 from .gradients import GradCAM, RGradCAM, SimilarityAttention, similarity_gradients
 from .perturbation import RISE, ExplanationCancelled, RiseMasks, SlidingWindow
 from .sfam import SFAM

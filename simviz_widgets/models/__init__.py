@@ -1,9 +1,12 @@
 """Ready-made similarity models (no network): ``load(name)``, ``list_models()``."""
 
-from .registry import list_models, load, model_info, register_model
-from . import efficientnet, tiny  # noqa: F401  (register the models)
-from . import synthetic  # noqa: F401  (registers "synthetic_scenes")
+from . import (  # noqa: F401  (register the models)
+    efficientnet,
+    synthetic,  # noqa: F401  (registers "synthetic_scenes")
+    tiny,
+)
 from .efficientnet import imagenet_categories, imagenet_top_k, rename_lite0_keys
+from .registry import list_models, load, model_info, register_model
 from .tiny import GeM, MeanColorNet, TinyEmbeddingNet
 
 __all__ = [

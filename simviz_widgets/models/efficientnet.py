@@ -77,7 +77,8 @@ def _lite0_module() -> torch.nn.Module:
     return net.eval()
 
 
-@register_model("efficientnet_lite0", "EfficientNet-Lite0, ImageNet weights (offline), cosine of pooled 1280-d features")
+@register_model("efficientnet_lite0",
+                "EfficientNet-Lite0, ImageNet weights (offline), cosine of pooled 1280-d features")
 def efficientnet_lite0(*, metric: str = "cosine", layer=None) -> SimilarityModel:
     """The default model. ``model.module`` is the full classifier (logits for sanity checks)."""
     return SimilarityModel.wrap(

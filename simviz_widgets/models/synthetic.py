@@ -78,8 +78,9 @@ def train_scene_model(*, steps: int = 1200, batch: int = 32, pairs: int = 3000, 
     ``pairs`` positive and ``pairs`` negative pairs are drawn once (seeded) and sampled ``batch`` of
     each per step. ``proxy_weight`` adds a multi-label proxy loss (one learnt proxy per attribute
     value; BCE of the scaled cosine to each proxy against the image's values, as in proxy-based
-    metric learning): the pairwise loss alone learns too slowly for a two-minute budget. Returns (the trained net in eval mode, a log dict with the loss curve, the
-    held-out pair accuracy and the seconds taken).
+    metric learning): the pairwise loss alone learns too slowly for a two-minute budget. Returns
+    (the trained net in eval mode, a log dict with the loss curve, the held-out pair accuracy and
+    the seconds taken).
     """
     from tqdm.auto import tqdm
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from matplotlib.colors import Normalize
 from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from ..checks import check_array, check_choice, check_colormap, check_float, check_int, check_pixel
 from .colormap import default_cmap, normalize_map
+from .overlay import overlay
 
 
 class DisplayFigure(Figure):
@@ -34,7 +35,7 @@ class DisplayFigure(Figure):
         buf = io.BytesIO()
         self.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
         return buf.getvalue()
-from .overlay import overlay
+
 
 __all__ = ["explanation_figure", "default_points", "cell_centre_pixels", "POINT_COLOURS"]
 

@@ -160,7 +160,8 @@ CHECKS = {
     "size": lambda value: check_int(value, "size", minimum=MIN_SIZE),
     "reading": lambda value: check_choice(value, "reading", READINGS),
     "explanation": lambda value: check_instance(
-        value, "explanation", PairExplanation, "PairExplanation (from simviz_widgets.explain(model, query, reference))"),
+        value, "explanation", PairExplanation,
+        "PairExplanation (from simviz_widgets.explain(model, query, reference))"),
     "state": lambda value: HoverState() if value is None else check_instance(value, "state", HoverState,
                                                                              "HoverState or None"),
 }

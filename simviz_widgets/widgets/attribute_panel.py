@@ -33,7 +33,6 @@ from bqplot import Axis, Bars, Figure, LinearScale, OrdinalScale
 
 from ..attributes.ranking import AttributeRanking
 from ..checks import InputError, InputTypeError, check_bool, check_callable, check_choice, check_instance, check_int
-
 from ._charts import (
     COMPONENT_COLOURS,
     COMPONENTS,

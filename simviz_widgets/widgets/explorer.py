@@ -10,9 +10,9 @@ import traitlets
 
 from ..checks import InputTypeError, check_instance, check_int
 from ..explain.base import PairExplanation
+from ._canvas import DEFAULT_ALPHA, MIN_SIZE
 from .attribute_panel import AttributePanel
 from .comparison import MethodComparisonPanel
-from ._canvas import DEFAULT_ALPHA, MIN_SIZE
 from .overall_panel import OverallPanel
 from .pair_viewer import PairViewer
 from .session import check_open

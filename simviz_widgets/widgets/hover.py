@@ -176,7 +176,8 @@ class HoverLogic:
         if exp.sums_to_score:
             meaning = f"overall map: each cell's share of the {exp.metric} score (each map sums to {exp.score:.3g})"
         else:
-            meaning = f"overall map: {exp.method} relevance ({'signed' if exp.signed else 'unsigned'}; not a share of the score)"
+            sign = "signed" if exp.signed else "unsigned"
+            meaning = f"overall map: {exp.method} relevance ({sign}; not a share of the score)"
         return ColourScale(self.cmap or default_cmap(bool(exp.signed)), self.overall_mode, lo, hi, meaning)
 
     # -- events ------------------------------------------------------------------------------------

@@ -28,9 +28,9 @@ from ..explain.base import SIDES, PairExplanation
 from ..render import colormap_lut, default_cmap, normalize_map
 from ._canvas import (
     CHECKS,
+    DEFAULT_ALPHA,
     batched_drawing,
     canvas_style,
-    DEFAULT_ALPHA,
     close_multicanvas,
     close_tree,
     display_size,

@@ -121,8 +121,8 @@ class PairViewer(widgets.VBox):
         self.status_label = widgets.HTML(layout=widgets.Layout(min_height="1.5em"))
         self.job_label = widgets.HTML()
         self.pin_list = widgets.HTML()
-        self.children = [self.score_label, self.drawing.images_box(), self.colorbar, self.status_label, self.job_label, self.controls.box,
-                         self.pin_list]
+        self.children = [self.score_label, self.drawing.images_box(), self.colorbar, self.status_label,
+                         self.job_label, self.controls.box, self.pin_list]
         self.add_class("simviz-pair-viewer")
 
         self.cmap, self.alpha, self.reading = cmap, alpha, reading
@@ -381,7 +381,8 @@ class PairViewer(widgets.VBox):
 
     def _on_pins_change(self, change) -> None:
         known = self.drawing.matches
-        self.drawing.matches = {pin: known[pin] if pin in known else self.logic.best_match(pin) for pin in change["new"]}
+        self.drawing.matches = {pin: known[pin] if pin in known else self.logic.best_match(pin)
+                                for pin in change["new"]}
         self.drawing.draw_cursors()
         self.pin_list.value = self.logic.pins_html()
 

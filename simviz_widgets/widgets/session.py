@@ -17,7 +17,6 @@ or None), ``status`` (what is going on, or an error, as plain text), ``progress`
 
 from __future__ import annotations
 
-
 import numpy as np
 import traitlets
 

@@ -19,8 +19,16 @@ from ipyevents import Event
 
 from ..explain.base import SIDES, other_side
 from ._canvas import (
-    batched_drawing, canvas_style, close_multicanvas, close_tree, composite_png, event_pad, overlay_rgba, photo_rgba,
-    pixel_to_canvas, resize_event_pad,
+    batched_drawing,
+    canvas_style,
+    close_multicanvas,
+    close_tree,
+    composite_png,
+    event_pad,
+    overlay_rgba,
+    photo_rgba,
+    pixel_to_canvas,
+    resize_event_pad,
 )
 from ._charts import NA_FONT_PX, missing_map_label, wrap_text
 from .colorbar import ColourBar
@@ -74,7 +82,8 @@ class PairCanvases:
     def images_box(self) -> widgets.HBox:
         """Both event pads side by side, titled, with the CSS that makes the canvases passive."""
         return widgets.HBox([
-            widgets.VBox([widgets.HTML("<b>query</b>"), self.pads["query"]], layout=widgets.Layout(margin="0 12px 0 0")),
+            widgets.VBox([widgets.HTML("<b>query</b>"), self.pads["query"]],
+                         layout=widgets.Layout(margin="0 12px 0 0")),
             widgets.VBox([widgets.HTML("<b>reference</b>"), self.pads["reference"]]),
             canvas_style(),
         ])

@@ -69,7 +69,8 @@ def pytest_collection_modifyitems(config, items):
     reason = _browser_unavailable_reason()
     if reason is None or _in_ci():
         return  # in CI the `browser` fixture fails loudly instead
-    marker = pytest.mark.skip(reason=f"browser test needs a headless chromium: {reason}; CI=true turns this into a failure")
+    marker = pytest.mark.skip(
+        reason=f"browser test needs a headless chromium: {reason}; CI=true turns this into a failure")
     for item in items:
         if item.get_closest_marker("browser") is not None:
             item.add_marker(marker)
@@ -355,7 +356,9 @@ _READ_PIXELS_JS = f"""
   if (!canvas) return null;
   const bytes = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
   let binary = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  for (let i = 0; i < bytes.length; i += 0x8000) {{
+    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }}
   return {{width: canvas.width, height: canvas.height, rgba: btoa(binary)}};
 }}
 """
@@ -398,7 +401,10 @@ _LATENCY_PROBE_JS = f"""
     probe.moveTime = null;
     probe.before = snapshot();
     probe.result = new Promise(resolve => {{
-      const timer = setTimeout(() => {{ probe.armed = false; resolve({{latencyMs: null, sawMove: probe.moveTime !== null}}); }}, timeoutMs);
+      const timer = setTimeout(() => {{
+        probe.armed = false;
+        resolve({{latencyMs: null, sawMove: probe.moveTime !== null}});
+      }}, timeoutMs);
       probe.finish = (value) => {{ probe.armed = false; clearTimeout(timer); resolve(value); }};
     }});
     probe.armed = true;

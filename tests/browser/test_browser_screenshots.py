@@ -145,7 +145,10 @@ _FIGURES_JS = """
 (scope) => {
   const root = Array.from(document.querySelectorAll(scope)).find(e => e.getClientRects().length > 0);
   if (!root) return null;
-  const box = (el) => { const b = el.getBoundingClientRect(); return {x: b.left, y: b.top, width: b.width, height: b.height}; };
+  const box = (el) => {
+    const b = el.getBoundingClientRect();
+    return {x: b.left, y: b.top, width: b.width, height: b.height};
+  };
   return Array.from(root.querySelectorAll('.bqplot.figure')).filter(f => f.getClientRects().length > 0).map(fig => ({
     box: box(fig),
     plot: Array.from(fig.querySelectorAll('rect.plotarea_background')).map(box)[0] || null,
@@ -381,7 +384,8 @@ def check_rise_na(notebook, lab_texts: list[dict]) -> None:
         label_diff = float(np.abs(shot - photo).max(-1).mean())
         print(f"\nn/a label: element {label['text']!r} over the reference canvas, canvas rows {top}..{bottom}, "
               f"cols {left}..{right}; differs from the photo by {label_diff:.0f} on average")
-        assert label_diff > 30, f"the 'n/a' element over the reference canvas looks like the photo (diff {label_diff:.0f})"
+        assert label_diff > 30, (
+            f"the 'n/a' element over the reference canvas looks like the photo (diff {label_diff:.0f})")
     else:
         texts = sorted({t["text"] for t in lab_texts if "n/a" in t["text"].lower()
                         and (t["height"], t["width"]) == (rows, cols)})
@@ -406,7 +410,8 @@ def check_rise_na(notebook, lab_texts: list[dict]) -> None:
     away[max(0, top - 6) : bottom + 6, max(0, left - 6) : right + 6] = False
     stray = float(not_photo[away].mean())
     mean_diff = float(_shift_min_diff(pixels, expected)[away].mean())
-    print(f"reference canvas away from the label: {100 * stray:.2f} % of pixels not the photo, mean diff {mean_diff:.1f}")
+    print(f"reference canvas away from the label: {100 * stray:.2f} % of pixels not the photo, "
+          f"mean diff {mean_diff:.1f}")
     assert stray <= 0.01 and mean_diff <= 6, (
         f"away from the label the reference canvas is not the unmodified photo: {100 * stray:.1f} % of pixels "
         f"differ by > 40, mean difference {mean_diff:.1f} (want <= 1 % and <= 6)"

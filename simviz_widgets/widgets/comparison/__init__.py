@@ -2,9 +2,9 @@
 the background work, no widgets: usable from a script) and :class:`MethodComparisonPanel` (its
 view: thumbnails, scores, progress and bar charts)."""
 
+from .panel import MethodComparisonPanel
 from .results import DEFAULT_METRICS, RUNTIME, MethodResult, ResultCache, SessionEvent, SessionStatus
 from .session import ComparisonSession
-from .panel import MethodComparisonPanel
 
 __all__ = ["MethodComparisonPanel", "ComparisonSession", "MethodResult", "ResultCache", "DEFAULT_METRICS",
            "RUNTIME", "SessionEvent", "SessionStatus"]

@@ -18,8 +18,8 @@ import bqplot
 import ipywidgets as widgets
 
 from ...checks import check_choice
-from .._charts import nice_ticks
 from .._canvas import close_tree
+from .._charts import nice_ticks
 from .results import RUNTIME, MethodResult
 
 __all__ = ["METHOD_COLOURS", "CHART_BASIS_PX", "CHART_MAX_PX", "OUTPUT_WIDTH_PX", "ChartSpec", "MetricCharts",

@@ -28,8 +28,17 @@ from ...evaluate.compare import build_metrics, check_method_options, check_metho
 from ...explain.base import PairExplanation, get_method, list_methods
 from ..jobs import JobRunner
 from ..session import check_open
-from .results import (DEFAULT_METRICS, RUNTIME, ComparisonPair, MethodResult, ResultCache, SessionEvent,
-                      SessionStatus, apply_update, options_key)
+from .results import (
+    DEFAULT_METRICS,
+    RUNTIME,
+    ComparisonPair,
+    MethodResult,
+    ResultCache,
+    SessionEvent,
+    SessionStatus,
+    apply_update,
+    options_key,
+)
 from .worker import SESSION_OPTIONS, Plan, TaskUpdate, explainer_for, run_plan, score_key
 
 __all__ = ["ComparisonSession"]
@@ -38,15 +47,13 @@ __all__ = ["ComparisonSession"]
 class ComparisonSession:
     """Explanation methods compared on one pair: explanations, runtimes and metric scores.
 
-    ``model``: a SimilarityModel. ``query`` / ``reference``: a first pair (or call
-    :meth:`set_pair`). ``methods``: names (default: every registered method, fast ones first).
-    ``metrics``: names, ``(name, options)`` or Metric objects (default: :data:`DEFAULT_METRICS`,
-    plus ``pointing_game`` with masks and ``correspondence_pck`` with a mapping).
-    ``method_options``: ``{method: {option: value}}``. ``query_mask`` / ``reference_mask`` /
-    ``mapping``: ground truth over the *input* images (see :meth:`set_pair`). ``background``:
-    False waits for the work in the calling thread (scripts, static export). ``cache``: a
-    ResultCache to share. ``copies``: a ModelCopies pool of ``model`` to share with other jobs
-    (each job takes its own copy).
+    ``model``: a SimilarityModel. ``query`` / ``reference``: a first pair (or call :meth:`set_pair`). ``methods``:
+    names (default: every registered method, fast ones first). ``metrics``: names, ``(name, options)`` or Metric
+    objects (default: :data:`DEFAULT_METRICS`, plus ``pointing_game`` with masks and ``correspondence_pck`` with a
+    mapping). ``method_options``: ``{method: {option: value}}``. ``query_mask`` / ``reference_mask`` / ``mapping``:
+    ground truth over the *input* images (see :meth:`set_pair`). ``background``: False waits for the work in the
+    calling thread (scripts, static export). ``cache``: a ResultCache to share. ``copies``: a ModelCopies pool of
+    ``model`` to share with other jobs (each job takes its own copy).
     """
 
     def __init__(self, model, query=None, reference=None, *, methods=None, metrics=None,
@@ -69,8 +76,7 @@ class ComparisonSession:
         self.background = background
         self.cache = cache if cache is not None else ResultCache()
         self._own_copies = copies is None  # a pool we made is ours to close
-        self.runner = JobRunner(copies=copies if copies is not None else ModelCopies(model),
-                                name="simviz-comparison")
+        self.runner = JobRunner(copies=copies if copies is not None else ModelCopies(model), name="simviz-comparison")
         self.pair: ComparisonPair | None = None
         self.metrics: list = []
         self.results: dict[str, MethodResult] = {}
@@ -316,12 +322,10 @@ class ComparisonSession:
             self.runner.cancel()  # a cancelled job still stopping has nothing more to say
             self._finish(cancelled=False)
             return
-        plan = Plan(
-            pair=self.pair, tasks=tuple(tasks), cache=self.cache, metrics=tuple(self.metrics),
-            explainers={n: (get_method(n), dict(self._method_options[n])) for n in self._methods},
-            exp_keys={n: self.exp_key(n) for n in self._methods},
-            explanations={n: r.explanation for n, r in self.results.items() if r.explanation is not None},
-        )
+        plan = Plan(pair=self.pair, tasks=tuple(tasks), cache=self.cache, metrics=tuple(self.metrics),
+                    explainers={n: (get_method(n), dict(self._method_options[n])) for n in self._methods},
+                    exp_keys={n: self.exp_key(n) for n in self._methods},
+                    explanations={n: r.explanation for n, r in self.results.items() if r.explanation is not None})
         try:
             self.runner.start(lambda job: run_plan(job, plan), on_result=self._on_done, on_error=self._on_error,
                               on_cancelled=self._on_cancelled, on_progress=self._on_progress,
