@@ -2,6 +2,12 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Exported ONNX models (the perturbation methods' accelerator) go to one folder per test session, not
+# the user's cache (notebook kernels started by the tests inherit it).
+if "SIMVIZ_ONNX_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["SIMVIZ_ONNX_CACHE"] = tempfile.mkdtemp(prefix="simviz-onnx-tests-")
 
 import numpy as np
 import pytest

@@ -130,6 +130,20 @@ def test_every_method_agrees_on_a_zero_embedding(method, zero):
     assert method in str(caught[0].message)
 
 
+@pytest.mark.parametrize("method", ["rise", "sliding_window"])
+@pytest.mark.parametrize("zero", ["query", "reference"])
+def test_perturbation_methods_agree_on_a_zero_embedding(method, zero):
+    """Was: RISE and sliding window returned score 0 without a warning, and RISE's query map was not
+    zero when only the query's embedding was."""
+    model = _colour_difference("cosine")
+    q, r = (_red_cyan(), _photo()) if zero == "query" else (_photo(), _red_cyan())
+    options = {"masks": 16, "grid": 4} if method == "rise" else {"window": 8, "stride": 8}
+    exp, caught = _explain_recording(model, q, r, method=method, both=True, show_progress=False, **options)
+    assert exp.score == 0.0 and exp.info["zero_embedding"] == (zero,)
+    assert not exp.query_map.any() and not exp.reference_map.any()
+    assert len(caught) == 1 and f"the {zero} image" in str(caught[0].message) and method in str(caught[0].message)
+
+
 @pytest.mark.parametrize("metric", ["dot", "euclidean"])
 def test_zero_embedding_is_ordinary_for_dot_and_euclidean(metric):
     """Only the cosine is undefined at 0: the other metrics decompose exactly and do not warn."""
