@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..adapters import SimilarityModel
+from ..adapters.weights import load_weights_file
 from ..checks import (
     InputError,
     SimvizError,
@@ -119,16 +120,8 @@ class AttributePredictor(nn.Module):
         """A predictor written by :meth:`save`. Anything else — an empty or corrupt file, missing
         entries, names that are not distinct strings, weights of the wrong shape or with NaN —
         is an InputError naming the file and what is wrong."""
-        path = check_path(path, "path")
-        if not path.is_file():
-            raise FileNotFoundError(f"attribute predictor file {str(path)!r} does not exist")
-        where = f"attribute predictor file {str(path)!r}"
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - empty (EOFError), truncated, not a torch file, pickled code
-            reason = (str(err).strip().splitlines() or [""])[0][:200]
-            raise InputError(f"{where} could not be read ({type(err).__name__}: {reason}); expected a file "
-                             "written by AttributePredictor.save") from None
+        blob, where = load_weights_file(path, "attribute predictor file",
+                                        "a file written by AttributePredictor.save")
         if not isinstance(blob, dict) or any(k not in blob for k in SAVED_KEYS):
             have = sorted(map(str, blob)) if isinstance(blob, dict) else type(blob).__name__
             raise InputError(f"{where} is not an attribute predictor saved with AttributePredictor.save: it "

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from ..adapters import SimilarityModel
-from ..checks import InputError, check_array, check_bool, check_float, check_int, check_path
+from ..adapters.weights import load_weights_file
+from ..checks import InputError, check_array, check_bool, check_float, check_int
 from ..images import PreprocessConfig
 from .registry import register_model
 
@@ -161,16 +162,8 @@ def synthetic_scenes(*, weights: str | Path | None = None, steps: int = 1200, se
     """The synthetic-scenes model: from ``weights`` (a state dict saved with ``torch.save``) or
     trained now from ``seed`` for ``steps`` steps."""
     if weights is not None:
-        path = check_path(weights, "weights")
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-        where = f"weights file {str(path)!r}"
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - empty (EOFError), truncated, not a torch file, pickled code
-            reason = (str(err).strip().splitlines() or [""])[0][:200]
-            raise InputError(f"{where} could not be read ({type(err).__name__}: {reason}); expected a state "
-                             "dict saved with torch.save(net.state_dict())") from None
+        state, where = load_weights_file(weights, "weights file",
+                                         "a state dict saved with torch.save(net.state_dict())", name="weights")
         head = state.get("head.weight") if isinstance(state, dict) else None
         if not isinstance(head, torch.Tensor) or head.ndim != 2:
             raise InputError(f"{where} is not a SceneEmbeddingNet state dict (no 2-D 'head.weight')")
