@@ -277,14 +277,8 @@ def _cmd_explain(args) -> int:
                     for side, image in (("query", query), ("reference", reference))}
     except SimvizError as err:
         raise CliError(str(err)) from None
-    # Options that only the image size makes wrong (window=9999): that check alone, ahead of the run,
-    # since it raises a plain ValueError (a ValueError from inside the run may be a bug: not caught).
-    fits = getattr(explainer, "_check_size", None)
-    for side, image in prepared.items() if fits is not None else ():
-        try:
-            fits(side, tuple(image.tensor.shape[-2:]))
-        except (SimvizError, ValueError) as err:
-            raise CliError(f"--option: {err}") from None
+    # Options that only the image size makes wrong (window=9999) are refused by the method before
+    # its first forward pass, as an InputError.
     try:
         explanation = explainer(model, prepared["query"], prepared["reference"])
     except SimvizError as err:
