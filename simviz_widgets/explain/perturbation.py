@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..adapters import SimilarityModel, accelerate
-from ..checks import InputError, InputTypeError, Option, SimvizError, check_float
+from ..checks import InputError, InputTypeError, Option, SimvizError, check_float, check_floats
 from ..images import PreparedImage
 from .base import Explainer, PairExplanation, register_method, zero_embeddings
 from .masks import RiseMasks, sliding_windows
@@ -74,11 +74,8 @@ def _check_cancel(cancel, name):
 
 def _check_fill(fill, name) -> tuple[float, ...]:
     """One number or three (one per channel), finite, as a tuple of floats."""
-    values = [fill] if np.ndim(fill) == 0 else list(np.asarray(fill, dtype=object).ravel())
     try:
-        if np.ndim(fill) > 1 or len(values) not in (1, 3):
-            raise InputError(name)
-        return tuple(check_float(v, name) for v in values)
+        return (check_float(fill, name),) if np.ndim(fill) == 0 else check_floats(fill, name, length=3)
     except SimvizError:
         raise InputError(f"{name}={fill!r} must be a finite number or three numbers (one per channel), "
                          "in the model's normalised input space") from None
