@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv and installs simviz_widgets into it. Usage: scripts/setup_env.sh [main|test]
-# Idempotent: a stamp keyed on pyproject.toml skips the installs when nothing changed.
+# Idempotent: a stamp keyed on pyproject.toml skips the installs when nothing changed (a changed
+# pyproject.toml, e.g. a new dependency such as anywidget, re-runs them). `test` also installs Node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-main}"
@@ -25,4 +26,9 @@ if [ ! -f "$stamp" ]; then
         quiet_pip -e .
     fi
     touch "$stamp"
+fi
+if [ "$extra" = "test" ]; then
+    # Node runs the JavaScript tests (`node --test js/`, `node --check` on the bundle): Debian's nodejs
+    # when node is missing. Outside the stamp: the machine, not pyproject.toml, decides whether it is there.
+    bash scripts/install_node.sh
 fi

@@ -30,6 +30,8 @@ __all__ = ["main", "build_parser", "resolve_image", "CliError"]
 
 EXIT_USAGE = 2
 DEFAULT_OUT = "simviz_explanation.png"
+PAGE_SUFFIXES = ("html", "htm")
+FIGURE_ALPHA, PAGE_ALPHA = 0.5, 0.8
 DPI_RANGE = (10, 1200)
 MAX_FIGURE_SIDE = 20000  # pixels; matplotlib's Agg cannot go beyond 2**16, memory long before
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -165,12 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                     help="method option, repeatable, as the method declares it: flags true/false "
                          "(1/0, yes/no), integers, numbers (e.g. -o bias=false, -o masks=500)")
-    ex.add_argument("--out", default=DEFAULT_OUT, help=f"figure file (default: {DEFAULT_OUT})")
+    ex.add_argument("--out", default=DEFAULT_OUT,
+                    help=f"figure file (default: {DEFAULT_OUT}), or a .html page: the interactive viewer, "
+                         "self-contained (hover, readings, pins work offline)")
     ex.add_argument("--points", type=int, default=3, help="query points shown in row 2 (default 3)")
     ex.add_argument("--reading", default="contribution", choices=("contribution", "correspondence"),
                     help="point-specific map reading")
     ex.add_argument("--cmap", default=None, help="matplotlib colormap name for the maps")
-    ex.add_argument("--alpha", type=float, default=0.5, help="map opacity over the photos")
+    ex.add_argument("--alpha", type=float, default=None,
+                    help="map opacity over the photos (default 0.5 in a figure, 0.8 peak in a page)")
     ex.add_argument("--dpi", type=int, default=100, help="figure resolution, 10 .. 1200 dots per inch")
 
     sub.add_parser("models", help="list ready-made models")
@@ -192,10 +197,10 @@ def _check_out(out: str) -> Path:
         raise CliError(f"--out: folder {str(path.parent)!r} does not exist")
     if not path.parent.is_dir():
         raise CliError(f"--out: {str(path.parent)!r} is a file, not a folder")
-    formats = Figure().canvas.get_supported_filetypes()
+    formats = {*Figure().canvas.get_supported_filetypes(), *PAGE_SUFFIXES}
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in formats:
-        raise CliError(f"--out: {out!r} has no known image suffix; expected one of "
+        raise CliError(f"--out: {out!r} has no known suffix; expected one of "
                        f"{', '.join('.' + f for f in sorted(formats))}")
     existed = path.exists()
     try:  # append mode: an existing file is left as it is; a new one is removed again
@@ -211,7 +216,8 @@ def _check_out(out: str) -> Path:
 
 def _check_figure_args(args) -> None:
     check_int(args.points, "--points", minimum=0)
-    check_float(args.alpha, "--alpha", minimum=0.0, maximum=1.0)
+    if args.alpha is not None:
+        check_float(args.alpha, "--alpha", minimum=0.0, maximum=1.0)
     check_int(args.dpi, "--dpi", minimum=DPI_RANGE[0], maximum=DPI_RANGE[1])
     # render.figure: panels of 3.3 x 3.15 inches, 4 wide, or 1 + points wide with the points row.
     width = round(3.3 * max(4, 1 + args.points) * args.dpi)
@@ -284,13 +290,19 @@ def _cmd_explain(args) -> int:
     except SimvizError as err:
         raise CliError(f"--method {args.method}: {err}") from None
 
-    figure = explanation.to_figure(points=args.points, cmap=args.cmap, alpha=args.alpha,
-                                   reading=args.reading)
-    figure.savefig(out, dpi=args.dpi, bbox_inches="tight")
+    if out.suffix.lower().lstrip(".") in PAGE_SUFFIXES:
+        alpha = PAGE_ALPHA if args.alpha is None else args.alpha
+        explanation.to_html(out, cmap=args.cmap, alpha=alpha, reading=args.reading)
+        kind = "page"
+    else:
+        alpha = FIGURE_ALPHA if args.alpha is None else args.alpha
+        figure = explanation.to_figure(points=args.points, cmap=args.cmap, alpha=alpha, reading=args.reading)
+        figure.savefig(out, dpi=args.dpi, bbox_inches="tight")
+        kind = "figure"
     print(f"score: {explanation.score:.6f} ({explanation.metric}, model {args.model}, method {explanation.method})")
     error = explanation.completeness_error
     print("completeness error: " + ("n/a (not a decomposition)" if error is None else f"{error:.3e}"))
-    print(f"figure: {out.resolve()}")
+    print(f"{kind}: {out.resolve()}")
     return 0
 
 

@@ -16,6 +16,8 @@ LAYER_RULES = {
     "explain": {"evaluate", "widgets", "attributes", "cli"},
     "adapters": {"explain", "evaluate", "widgets", "attributes", "cli"},
     "evaluate": {"widgets", "cli"},
+    # the browser side of rendering: explanations -> payloads and pages (explain's to_html calls it)
+    "web": {"adapters", "evaluate", "widgets", "attributes", "datasets", "models", "cli"},
 }
 WIDGET_MODULE_MAX_LINES = 420
 

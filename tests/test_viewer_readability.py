@@ -54,7 +54,7 @@ def test_correspondence_uses_a_sequential_scale_over_its_own_range(explanation):
 
 def test_weak_cells_let_the_photo_through(explanation, commands):
     """Was: at a flat opacity 0.5 a diverging map tinted the whole photo (a uniform red wash)."""
-    v = PairViewer.from_explanation(explanation, size=320)
+    v = PairViewer.from_explanation(explanation, size=320, hover="kernel")
     v.overlay_max_side = 0
     move(v, "query", 100, 50)
     alpha = commands.last_image(v.reference_canvas[1])[..., 3].astype(float) / 255
@@ -65,7 +65,7 @@ def test_weak_cells_let_the_photo_through(explanation, commands):
 
 
 def test_peak_marker_is_drawn_at_the_point_maps_peak(explanation, commands):
-    v = PairViewer.from_explanation(explanation, size=320)
+    v = PairViewer.from_explanation(explanation, size=320, hover="kernel")
     move(v, "query", 100, 50)
     values = v.logic.point_values
     cell = np.unravel_index(int(np.argmax(values)), values.shape)

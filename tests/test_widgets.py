@@ -4,7 +4,6 @@ the browser is read back from ipycanvas's draw commands (PNG buffers decoded to 
 from __future__ import annotations
 
 import asyncio
-import base64
 import gc
 import io
 import math
@@ -44,7 +43,9 @@ def explanation():
 
 @pytest.fixture
 def viewer(explanation):
-    v = PairViewer.from_explanation(explanation, size=320)
+    # The kernel path: these tests check what the kernel draws per hover (test_browser_hover.py has
+    # the browser path, where the page draws it).
+    v = PairViewer.from_explanation(explanation, size=320, hover="kernel")
     v.overlay_max_side = 0  # one pixel per cell: the sent overlay is the colormapped map itself
     return v
 
@@ -133,7 +134,7 @@ def test_hovering_query_draws_its_point_map_over_reference(viewer, explanation, 
 
 
 def test_hovering_reference_draws_over_query_upsampled_in_value_space(explanation, commands):
-    v = PairViewer.from_explanation(explanation, size=320, alpha=0.7)
+    v = PairViewer.from_explanation(explanation, size=320, alpha=0.7, hover="kernel")
     assert v.overlay_max_side == 32
     assert move(v, "reference", 20, 200)
     _, row, col = v.hovered
@@ -498,7 +499,7 @@ def test_viewer_with_a_model_set_pair_and_set_model(tiny, commands):
     query = rng.integers(0, 256, size=(80, 100, 3), dtype=np.uint8)
     reference = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
     originals = query.copy(), reference.copy()
-    v = PairViewer(tiny, query, reference, size=128)
+    v = PairViewer(tiny, query, reference, size=128, hover="kernel")
     assert v.explanation.score == pytest.approx(sv.explain(tiny, query, reference).score, rel=1e-6)
     assert list(v.method_dropdown.options) == sv.list_methods() and not v.method_dropdown.disabled
     move(v, "query", 30, 40)
@@ -596,11 +597,9 @@ def test_explorer_panel_follows_the_viewer(explanation):
 # static form
 
 
-def test_mimebundle_has_widget_view_and_png(viewer, explanation):
+def test_static_png_has_the_pins(viewer, explanation):
     click(viewer, "query", 100, 50)
-    bundle = viewer._repr_mimebundle_()
-    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == viewer.model_id
-    picture = Image.open(io.BytesIO(base64.b64decode(bundle["image/png"])))
+    picture = Image.open(io.BytesIO(viewer.to_png()))
     assert picture.format == "PNG"
     assert picture.size == (320 + 8 + 320, 18 + 320)
     pixels = np.array(picture.convert("RGB"))

@@ -216,6 +216,23 @@ class PairExplanation:
 
         return explanation_figure(self, points=points, cmap=cmap, alpha=alpha, reading=reading)
 
+    def to_html(self, path=None, *, size: int = 320, cmap: str | None = None, alpha: float = 0.8,
+                reading: str = "contribution"):
+        """The explanation as one self-contained HTML page: both images, their maps and the
+        point-to-point data with js/ inlined; hover, both readings, colormaps and pins work offline
+        (double-click the file). Returns the page, or writes it to ``path`` and returns that Path.
+        ``size``: display pixels of each image's longer side; ``alpha``: peak map opacity."""
+        from ..web.export import write_explanation_page
+
+        return write_explanation_page(self, path, size=size, cmap=cmap, alpha=alpha, reading=reading)
+
+    def _repr_html_(self):
+        # The same page in an <iframe srcdoc> over a PNG: live in a notebook and in nbconvert HTML;
+        # JupyterLab's sanitiser keeps only the PNG in an untrusted (reopened) notebook.
+        from ..web.export import explanation_iframe
+
+        return explanation_iframe(self)
+
     def _repr_png_(self):
         import io
 

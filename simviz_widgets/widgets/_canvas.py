@@ -13,11 +13,11 @@ from contextlib import contextmanager, nullcontext
 
 import ipywidgets as widgets
 import numpy as np
-from PIL import Image, ImageDraw
 
 from ..checks import check_choice, check_colormap, check_float, check_instance, check_int
 from ..explain.base import READINGS, PairExplanation
-from ..render import map_to_rgba, normalize_map, overlay, upsample_bilinear
+from ..render import map_to_rgba, normalize_map, upsample_bilinear
+from ..render.display import composite_png, display_size, photo_rgba
 from .state import HoverState
 
 __all__ = [
@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 MIN_SIZE = 16
+#: "browser": point maps drawn by js/ in the page; "kernel": every hover a kernel round trip.
+HOVER_MODES = ("browser", "kernel")
 #: Peak opacity of every map the widgets draw. Opacity also follows each cell's strength
 #: (``alpha_from_value``): the strongest cells are vivid and weak ones let the photo through.
 #: Chosen from screenshots: at a flat 0.5 a diverging map tinted the whole photo (a "red wash")
@@ -86,9 +88,10 @@ def resize_event_pad(pad, canvas_size: tuple[int, int]) -> None:
     pad.layout.flex = "0 0 auto"
 
 
-def canvas_style():
-    """A hidden HTML widget carrying the CSS above; include it once in any widget tree with canvases."""
-    return widgets.HTML(f"<style>{_CANVAS_CSS}</style>", layout=widgets.Layout(display="none"))
+def canvas_style(extra_css: str = ""):
+    """A hidden HTML widget carrying the CSS above (and ``extra_css``); include it once in any widget
+    tree with canvases."""
+    return widgets.HTML(f"<style>{_CANVAS_CSS}\n{extra_css}</style>", layout=widgets.Layout(display="none"))
 
 
 @contextmanager
@@ -159,34 +162,13 @@ CHECKS = {
     "alpha": lambda value: check_float(value, "alpha", minimum=0.0, maximum=1.0),
     "size": lambda value: check_int(value, "size", minimum=MIN_SIZE),
     "reading": lambda value: check_choice(value, "reading", READINGS),
+    "hover": lambda value: check_choice(value, "hover", HOVER_MODES),
     "explanation": lambda value: check_instance(
         value, "explanation", PairExplanation,
         "PairExplanation (from simviz_widgets.explain(model, query, reference))"),
     "state": lambda value: HoverState() if value is None else check_instance(value, "state", HoverState,
                                                                              "HoverState or None"),
 }
-
-
-def display_size(image_size: tuple[int, int], size: int) -> tuple[int, int]:
-    """(rows, cols) on screen for an image of ``image_size`` whose longer side gets ``size`` pixels."""
-    rows, cols = image_size
-    scale = size / max(rows, cols)
-    return max(1, int(round(rows * scale))), max(1, int(round(cols * scale)))
-
-
-def photo_rgba(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The photo at display ``size`` as opaque RGBA uint8, resampled once here, never by the canvas.
-
-    Shrinking uses Lanczos (anti-aliased, sharp); enlarging uses nearest neighbour, which shows the
-    very pixels the model saw instead of a blur. RGBA because ipycanvas sends RGB as lossy JPEG.
-    """
-    rows, cols = size
-    picture = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
-    if (rows, cols) != image.shape[:2]:
-        shrinking = rows < image.shape[0] or cols < image.shape[1]
-        resample = Image.Resampling.LANCZOS if shrinking else Image.Resampling.NEAREST
-        picture = picture.resize((cols, rows), resample=resample)
-    return np.asarray(picture.convert("RGBA"), dtype=np.uint8)
 
 
 def finite_number(value) -> float | None:
@@ -287,34 +269,3 @@ def nearest_cell(values_shape, image_size, row: float, col: float) -> tuple[int,
     r = int(min(max(math.floor((row + 0.5) * h / rows), 0), h - 1))
     c = int(min(max(math.floor((col + 0.5) * w / cols), 0), w - 1))
     return r, c
-
-
-def composite_png(panels, *, title: str, pins=(), gap: int = 8) -> bytes:
-    """A PNG of photos with their overlays side by side, pins drawn, and a title line.
-
-    ``panels``: list of (name, photo (H, W, 3) uint8, map or None, overlay kwargs) at display size.
-    ``pins``: list of (panel index, row, col, colour) in that panel's pixels.
-    """
-    import io
-
-    tiles = []
-    for _, photo, values, kwargs in panels:
-        tiles.append(photo if values is None else overlay(photo, values, **kwargs))
-    height = max(t.shape[0] for t in tiles)
-    width = sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1)
-    header = 18
-    canvas = Image.new("RGB", (width, height + header), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((4, 3), title, fill="black")
-    offsets = []
-    left = 0
-    for tile in tiles:
-        canvas.paste(Image.fromarray(tile), (left, header))
-        offsets.append(left)
-        left += tile.shape[1] + gap
-    for index, row, col, colour in pins:
-        cx, cy = offsets[index] + col, header + row
-        draw.ellipse((cx - 6, cy - 6, cx + 6, cy + 6), fill=colour, outline="black", width=2)
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -33,33 +33,18 @@ import numpy as np
 
 from .. import checks
 from ..explain.base import SIDES, PairExplanation, other_side
-from ..render import default_cmap, normalize_map
 from ..render.figure import cell_centre_pixels
+from ..web.scales import CORRESPONDENCE_CMAP, ColourScale, overall_scale, point_scale
 from ._canvas import CHECKS, display_size, event_to_pixel, finite_number, single_thread_blas, value_at_pixel
 from .state import HoverState, Pin
 
 __all__ = ["HoverLogic", "Geometry", "ColourScale", "CORRESPONDENCE_CMAP"]
-
-#: The correspondence reading is a cosine (unsigned in practice: 0.3-0.8 on real pairs), so it gets
-#: a sequential scale over the map's own range; signed contributions keep a diverging one.
-CORRESPONDENCE_CMAP = "viridis"
-
 
 class Geometry(NamedTuple):
     """One image's sizes: display image (rows, cols) and canvas (rows, cols)."""
 
     image: tuple[int, int]
     canvas: tuple[int, int]
-
-
-class ColourScale(NamedTuple):
-    """How a map is coloured: colormap, normalisation mode, limits, and what the values mean."""
-
-    cmap: str
-    mode: str  # "symmetric" (diverging, 0 in the middle) or "minmax" (sequential)
-    lo: float
-    hi: float
-    meaning: str
 
 
 class HoverLogic:
@@ -98,10 +83,8 @@ class HoverLogic:
         self.hovered, self.point_values = None, None
         if self.state.hovered is not None:
             self.state.hovered = None  # a point of the previous pair: panels must not keep showing it
-        shown = [explanation.map(s).ravel() for s in SIDES if explanation.has_map(s)]
-        both = np.concatenate(shown)[None] if shown else np.zeros((1, 1), np.float32)
-        _, lo, hi = normalize_map(both, mode=self.overall_mode)
-        self.overall_limits = (lo, hi)
+        self._overall = overall_scale(explanation)
+        self.overall_limits = (self._overall.lo, self._overall.hi)
 
     @property
     def overall_mode(self) -> str:
@@ -162,23 +145,10 @@ class HoverLogic:
     # -- colour ------------------------------------------------------------------------------------
     def scale(self, values: np.ndarray | None = None, *, point: bool = False) -> ColourScale:
         """The colour scale of a point map (``point=True``: per map) or of the overall maps (both
-        images on one scale, so their colours compare)."""
-        exp = self.explanation
+        images on one scale, so their colours compare); see :mod:`simviz_widgets.web.scales`."""
         if point:
-            if self.reading == "correspondence":
-                _, lo, hi = normalize_map(values, mode="minmax")
-                return ColourScale(self.cmap or CORRESPONDENCE_CMAP, "minmax", lo, hi,
-                                   "correspondence: cosine of each cell's contribution with the hovered point's")
-            _, lo, hi = normalize_map(values, mode="symmetric")
-            return ColourScale(self.cmap or default_cmap(True), "symmetric", lo, hi,
-                               "contribution: what each cell adds to the score with the hovered point, D(point, cell)")
-        lo, hi = self.overall_limits
-        if exp.sums_to_score:
-            meaning = f"overall map: each cell's share of the {exp.metric} score (each map sums to {exp.score:.3g})"
-        else:
-            sign = "signed" if exp.signed else "unsigned"
-            meaning = f"overall map: {exp.method} relevance ({sign}; not a share of the score)"
-        return ColourScale(self.cmap or default_cmap(bool(exp.signed)), self.overall_mode, lo, hi, meaning)
+            return point_scale(values, self.reading, self.cmap)
+        return self._overall._replace(cmap=self.cmap or self._overall.cmap)
 
     # -- events ------------------------------------------------------------------------------------
     def handle(self, side: str, event) -> tuple | None:

@@ -21,7 +21,6 @@ without a map says "n/a".
 
 from __future__ import annotations
 
-import base64
 import html
 
 import ipywidgets as widgets
@@ -32,15 +31,17 @@ from ..checks import InputError, check_instance, check_int
 from ..explain.base import READINGS, PairExplanation
 from ._canvas import CHECKS, DEFAULT_ALPHA, batched_drawing, close_tree, pixel_to_canvas
 from .hover import HoverLogic
+from .hover_layer import BrowserHover
 from .session import ExplanationSession, check_open
 from .state import HoverState, Pin
 from .viewer_canvases import PairCanvases
 from .viewer_controls import DEFAULT_CMAP_LABEL, ViewerControls
+from .viewer_export import LIVE_CLASS, ViewerExports
 
 __all__ = ["PairViewer", "check_viewer_with_model", "DEFAULT_ALPHA"]
 
 
-class PairViewer(widgets.VBox):
+class PairViewer(ViewerExports, widgets.VBox):
     """Interactive view of why ``model`` finds ``query`` and ``reference`` alike.
 
     Hover a pixel of either image: its point map (``explanation.from_query`` / ``from_reference``)
@@ -52,7 +53,10 @@ class PairViewer(widgets.VBox):
     ``method``: the method shown (settable: the same as choosing it in the menu). ``cmap``: one
     matplotlib colormap for every map, None for the defaults. ``alpha``: peak map opacity.
     ``size``: display pixels of each image's longer side. ``reading``: "contribution" or
-    "correspondence". ``state``: a :class:`HoverState` to share with panels.
+    "correspondence". ``state``: a :class:`HoverState` to share with panels. ``hover``: "browser"
+    (point maps drawn in the page, one frame after the move, on any Jupyter server; the kernel
+    hears the point at a low rate) or "kernel" (every hover a round trip; see hover_layer.py).
+    Without a kernel: :meth:`to_html`, and the static fallback a notebook shows (viewer_export.py).
 
     Observable traits: ``explanation``, ``cmap``, ``alpha``, ``reading``, ``show_overall``, ``show_peak``.
     """
@@ -71,8 +75,9 @@ class PairViewer(widgets.VBox):
 
     def __init__(self, model=None, query=None, reference=None, *, method: str = "decomposition",
                  explanation: PairExplanation | None = None, cmap: str | None = None, alpha: float = DEFAULT_ALPHA,
-                 size: int = 320, reading: str = "contribution", state: HoverState | None = None):
-        given = {"cmap": cmap, "alpha": alpha, "size": size, "reading": reading, "state": state}
+                 size: int = 320, reading: str = "contribution", state: HoverState | None = None,
+                 hover: str = "browser"):
+        given = {"cmap": cmap, "alpha": alpha, "size": size, "reading": reading, "state": state, "hover": hover}
         options = {name: CHECKS[name](value) for name, value in given.items()}
         if explanation is not None:
             if query is not None or reference is not None:
@@ -91,23 +96,24 @@ class PairViewer(widgets.VBox):
     @classmethod
     def from_explanation(cls, explanation: PairExplanation, *, model=None, cmap: str | None = None,
                          alpha: float = DEFAULT_ALPHA, size: int = 320, reading: str = "contribution",
-                         state: HoverState | None = None) -> "PairViewer":
+                         state: HoverState | None = None, hover: str = "browser") -> "PairViewer":
         """A viewer for an existing explanation: no model runs. With ``model``, the method menu
         and :meth:`set_model` recompute from the explanation's display images."""
         return cls(model, explanation=CHECKS["explanation"](explanation), cmap=cmap, alpha=alpha, size=size,
-                   reading=reading, state=state)
+                   reading=reading, state=state, hover=hover)
 
     # ------------------------------------------------------------------------------------------
     # construction
 
-    def _build(self, session: ExplanationSession, *, cmap, alpha, size, reading, state) -> None:
+    def _build(self, session: ExplanationSession, *, cmap, alpha, size, reading, state, hover) -> None:
         self.session = session
         self.state = state
         self._size = size
         self._closed = False
         exp = session.explanation
         self.logic = HoverLogic(exp, canvas_size=size, state=state, reading=reading, cmap=cmap)
-        self.drawing = PairCanvases(self.logic, alpha=alpha)
+        self.browser = BrowserHover(self.logic, mode=hover, size=size, receive=self._receive)
+        self.drawing = PairCanvases(self.logic, alpha=alpha, browser=self.browser)
         self._canvases, self._pads = self.drawing.canvases, self.drawing.pads
         self.query_canvas, self.reference_canvas = self._canvases["query"], self._canvases["reference"]
 
@@ -121,9 +127,10 @@ class PairViewer(widgets.VBox):
         self.status_label = widgets.HTML(layout=widgets.Layout(min_height="1.5em"))
         self.job_label = widgets.HTML()
         self.pin_list = widgets.HTML()
-        self.children = [self.score_label, self.drawing.images_box(), self.colorbar, self.status_label,
+        self.children = [self.score_label, self.drawing.images_box(self.live_css()), self.colorbar, self.status_label,
                          self.job_label, self.controls.box, self.pin_list]
         self.add_class("simviz-pair-viewer")
+        self.add_class(f"{LIVE_CLASS}-{self.model_id}")
 
         self.cmap, self.alpha, self.reading = cmap, alpha, reading
         traitlets.link((self.opacity_slider, "value"), (self, "alpha"))
@@ -283,6 +290,7 @@ class PairViewer(widgets.VBox):
         for event in self._events:
             event.close()
         self.drawing.close()
+        self.browser.close()
         for child in self.children:
             close_tree(child)
         super().close()
@@ -328,6 +336,7 @@ class PairViewer(widgets.VBox):
             self.session.set_explanation(exp)
             return
         self.logic.set_explanation(exp)
+        self.browser.set_explanation(self.look())
         self.drawing.set_explanation()
         self._sync_menu()
         self.controls.show_readings(exp.point_to_point is not None)
@@ -363,11 +372,13 @@ class PairViewer(widgets.VBox):
     def _on_cmap_change(self, change) -> None:
         self.logic.cmap = change["new"]
         self.controls.show_cmap(change["new"])
+        self.browser.set_look(self.look())
 
     def _on_look_change(self, _change) -> None:
         drawing = self.drawing
         drawing.alpha, drawing.show_overall, drawing.show_peak = self.alpha, self.show_overall, self.show_peak
         drawing.redraw_maps()
+        self.browser.set_look(self.look())
 
     def _on_reading_change(self, change) -> None:
         self.logic.reading = change["new"]
@@ -378,6 +389,7 @@ class PairViewer(widgets.VBox):
             self.drawing.draw_cursors()
         if self.logic.hovered is not None:
             self.status_label.value = self.logic.status_text()
+        self.browser.set_look(self.look())
 
     def _on_pins_change(self, change) -> None:
         known = self.drawing.matches
@@ -385,27 +397,7 @@ class PairViewer(widgets.VBox):
                                 for pin in change["new"]}
         self.drawing.draw_cursors()
         self.pin_list.value = self.logic.pins_html()
-
-    # ------------------------------------------------------------------------------------------
-    # labels and static form
-
-    def to_figure(self, **kwargs):
-        """A matplotlib figure of the explanation, with the query pins as its points."""
-        query_pins = [(p.row, p.col) for p in self.state.pins if p.source == "query"]
-        options = {"points": query_pins or None, "cmap": self.cmap, "alpha": self.alpha, "reading": self.reading}
-        options.update(kwargs)
-        return self.explanation.to_figure(**options)
-
-    def to_png(self) -> bytes:
-        """Both photos with their overall maps and pins as one PNG (what a notebook without the
-        widget front-end shows)."""
-        return self.drawing.static_png()
-
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = super()._repr_mimebundle_(**kwargs) or {}
-        # Saved notebooks opened without a kernel show the PNG where the widget cannot render.
-        bundle["image/png"] = base64.b64encode(self.to_png()).decode("ascii")
-        return bundle
+        self.browser.set_look(self.look())
 
 
 def check_viewer_with_model(viewer, needed_for: str) -> PairViewer:

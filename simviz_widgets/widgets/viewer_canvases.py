@@ -33,6 +33,7 @@ from ._canvas import (
 from ._charts import NA_FONT_PX, missing_map_label, wrap_text
 from .colorbar import ColourBar
 from .hover import HoverLogic
+from .hover_layer import LAYER_CSS, BrowserHover
 from .markers import draw_crosshair, draw_label, draw_match, draw_peak, draw_pin
 
 __all__ = ["PairCanvases", "PHOTO", "OVERLAY", "CURSOR"]
@@ -50,8 +51,10 @@ class PairCanvases:
     #: benchmarks/bench_hover.py has the measurements.
     overlay_max_side: int | None = 32
 
-    def __init__(self, logic: HoverLogic, *, alpha: float):
+    def __init__(self, logic: HoverLogic, *, alpha: float, browser: BrowserHover | None = None):
         self.logic = logic
+        self.browser = browser
+        self._move_events: list = []
         self.alpha, self.show_overall, self.show_peak = alpha, True, True
         self.matches: dict = {}
         self.canvases: dict[str, MultiCanvas] = {}
@@ -64,6 +67,8 @@ class PairCanvases:
             canvas.add_class(f"simviz-{side}-canvas")
             self.canvases[side] = canvas
             self.pads[side] = event_pad(canvas, (rows, cols), f"simviz-{side}-pad")
+            if browser is not None:  # stacked over the canvas by LAYER_CSS; draws hovers in the browser
+                self.pads[side].children = (*self.pads[side].children, browser.layers[side])
         self.colorbar = ColourBar()
         self.photos: dict[str, np.ndarray] = {}
 
@@ -78,14 +83,29 @@ class PairCanvases:
                 resize_event_pad(self.pads[side], (rows, cols))
         self.photos = {s: photo_rgba(exp.image(s), self.logic.geometry[s].canvas) for s in SIDES}
         self.matches = {pin: self.logic.best_match(pin) for pin in self.logic.state.pins}
+        self._watch_moves()
 
-    def images_box(self) -> widgets.HBox:
-        """Both event pads side by side, titled, with the CSS that makes the canvases passive."""
+    @property
+    def browser_active(self) -> bool:
+        """Whether the browser draws hovers (point maps, crosshair, peak) for this explanation."""
+        return self.browser is not None and self.browser.active
+
+    def _watch_moves(self) -> None:
+        # With the browser drawing hovers, the kernel hears moves from the hover layer at a low
+        # rate; ipyevents then watches only leaves and clicks.
+        watched = [] if self.browser_active else ["mousemove"]
+        for event in self._move_events:
+            if list(event.watched_events) != watched:
+                event.watched_events = watched
+
+    def images_box(self, extra_css: str = "") -> widgets.HBox:
+        """Both event pads side by side, titled, with the CSS that makes the canvases passive (and
+        ``extra_css``)."""
         return widgets.HBox([
             widgets.VBox([widgets.HTML("<b>query</b>"), self.pads["query"]],
                          layout=widgets.Layout(margin="0 12px 0 0")),
             widgets.VBox([widgets.HTML("<b>reference</b>"), self.pads["reference"]]),
-            canvas_style(),
+            canvas_style(LAYER_CSS + "\n" + extra_css),
         ])
 
     def listen(self, receive, *, wait_ms: int) -> list:
@@ -100,7 +120,9 @@ class PairCanvases:
             for event in (moves, others):
                 event.on_dom_event(partial(receive, side))
             events.extend((moves, others))
+            self._move_events.append(moves)
             self.canvases[side].on_client_ready(self.redraw)
+        self._watch_moves()
         return events
 
     def close(self) -> None:
@@ -125,6 +147,10 @@ class PairCanvases:
         with batched_drawing():
             for side in SIDES:
                 if hovered is not None and hovered[0] == other_side(side) and values is not None:
+                    if self.browser_active:  # the browser layer draws it; the canvas stays at rest
+                        self.draw_rest(side)
+                        scale = self.logic.scale(values, point=True)
+                        continue
                     scale = self.draw_map(side, values, point=True)
                 else:
                     self.draw_rest(side)
@@ -134,6 +160,9 @@ class PairCanvases:
         """After the logic moved the hover (``previous``: the hovered point before)."""
         side = self.logic.hovered[0]
         values = self.logic.point_values
+        if self.browser_active:  # already painted in the browser: only the colour bar follows
+            self.colorbar.show(self.logic.scale(values, point=True))
+            return
         with batched_drawing():
             if previous is not None and previous[0] != side:
                 self.draw_rest(side)  # moved straight to the other image (its leave lost or late)
@@ -144,6 +173,9 @@ class PairCanvases:
             self.colorbar.show(scale)
 
     def draw_leave(self, side: str) -> None:
+        if self.browser_active:  # the browser cleared its layers: the canvases are at rest already
+            self.colorbar.show(self.logic.scale())
+            return
         with batched_drawing():
             self.draw_rest(other_side(side))
             self.draw_cursor(side)
@@ -199,7 +231,7 @@ class PairCanvases:
             elif self.matches.get(pin) is not None:
                 draw_match(layer, *pixel_to_canvas(*self.matches[pin], geometry.canvas, geometry.image), pin.colour)
         hovered = self.logic.hovered
-        if hovered is not None and hovered[0] == side:
+        if hovered is not None and hovered[0] == side and not self.browser_active:
             draw_crosshair(layer, *pixel_to_canvas(hovered[1], hovered[2], geometry.canvas, geometry.image))
 
     # -- static form -------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ import ipywidgets as widgets
 
 from ..explain import list_methods
 from ..explain.base import READINGS
+from ..web.scales import CMAP_CHOICES
 
 __all__ = ["ViewerControls", "DEFAULT_CMAP_LABEL", "CMAP_CHOICES"]
 
 DEFAULT_CMAP_LABEL = "default"
-CMAP_CHOICES = ("RdBu_r", "coolwarm", "PiYG", "PuOr_r", "viridis", "inferno", "magma", "cividis", "turbo", "gray")
 
 
 class ViewerControls:
