@@ -347,3 +347,34 @@ def test_animated_gif_runs_with_a_one_line_warning(tmp_path, capsys):
     warning_lines = [line for line in err.splitlines() if "frames" in line]
     assert len(warning_lines) == 1 and "anim.gif" in warning_lines[0] and "2 frames" in warning_lines[0]
     assert warning_lines[0].startswith("simviz explain: warning: ")
+
+
+def _page_payload(path):
+    import json
+
+    page = path.read_text(encoding="utf-8")
+    text = page.split('<script type="application/json" id="simviz-payload">')[1].split("</script>")[0]
+    return json.loads(text)
+
+
+def test_explain_writes_a_standalone_page(tmp_path, capsys):
+    import base64
+
+    out = tmp_path / "pair.html"
+    argv = ["explain", "chelsea", "chelsea:mirror", *TINY, "--reading", "correspondence", "--cmap", "viridis",
+            "--out", out]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"page: {out.resolve()}" in printed
+    payload = _page_payload(out)
+    score = float(printed.split("score:")[1].split()[0])
+    assert payload["score"] == pytest.approx(score, abs=1e-6) and payload["reading"] == "correspondence"
+    assert payload["cmap"] == "viridis" and payload["alpha"] == 0.8  # a page's default peak opacity
+    assert payload["point"] is not None and base64.b64decode(payload["sides"]["query"]["photo"])[:4] == b"\x89PNG"
+
+
+def test_explain_page_alpha_is_checked_and_used(tmp_path, capsys):
+    out = tmp_path / "pair.htm"
+    assert main(["explain", *TINY, "--alpha", "0.3", "--out", out]) == 0
+    assert _page_payload(out)["alpha"] == 0.3
+    assert main(["explain", *TINY, "--alpha", "1.3", "--out", out]) == 2

@@ -165,3 +165,11 @@ def test_to_html_writes_a_page_with_the_viewers_look(viewer, tmp_path):
     payload = viewer.page_payload()
     assert payload["cmap"] == "gray" and payload["pins"][0]["source"] == "reference"
     assert payload["point"]["factors"]["contribution"]["query"] in page
+
+
+def test_a_colormap_outside_the_menu_sends_its_lut(viewer):
+    generation = viewer.browser.generation
+    assert "twilight" not in viewer.browser.data.payload["luts"]
+    viewer.cmap = "twilight"
+    assert "twilight" in viewer.browser.data.payload["luts"] and viewer.browser.data.look["cmap"] == "twilight"
+    assert viewer.browser.generation == generation  # the same explanation: hover reports stay valid

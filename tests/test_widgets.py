@@ -609,7 +609,17 @@ def test_static_png_has_the_pins(viewer, explanation):
     assert tuple(pixels[18 + int(y), int(x)]) == colour
 
     explorer = PairExplorer.from_explanation(explanation)
-    assert "image/png" in explorer._repr_mimebundle_()
+    shown = []
+    import IPython.display
+
+    original = IPython.display.display
+    IPython.display.display = lambda obj, raw=False, **kw: shown.append(obj)
+    try:
+        explorer._ipython_display_()
+    finally:
+        IPython.display.display = original
+    assert shown[0]["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.model_id
+    assert f"simviz-fallback-{explorer.viewer.model_id}" in shown[1]["text/html"]
 
 
 def test_to_figure_uses_query_pins_as_points(viewer):

@@ -3,8 +3,6 @@ method-comparison panel and the attribute panel), sharing one hover/pin state.""
 
 from __future__ import annotations
 
-import base64
-
 import ipywidgets as widgets
 import traitlets
 
@@ -39,12 +37,12 @@ class PairExplorer(widgets.VBox):
     def __init__(self, model=None, query=None, reference=None, *, method: str = "decomposition",
                  explanation: PairExplanation | None = None, cmap: str | None = None, alpha: float = DEFAULT_ALPHA,
                  size: int = 320, reading: str = "contribution", panel_size: int = 200,
-                 comparison: bool | dict = False, attributes=None):
+                 comparison: bool | dict = False, attributes=None, hover: str = "browser"):
         comparison = self._check_comparison(comparison)
         attributes = self._check_attributes(attributes)
         panel_size = check_int(panel_size, "panel_size", minimum=MIN_SIZE)  # before any model runs
         viewer = PairViewer(model, query, reference, method=method, explanation=explanation, cmap=cmap, alpha=alpha,
-                            size=size, reading=reading, state=HoverState())
+                            size=size, reading=reading, state=HoverState(), hover=hover)
         made = [viewer]
         try:
             self._compose(viewer, panel_size, comparison, attributes, made)
@@ -57,10 +55,10 @@ class PairExplorer(widgets.VBox):
     def from_explanation(cls, explanation: PairExplanation, *, model=None, cmap: str | None = None,
                          alpha: float = DEFAULT_ALPHA, size: int = 320, reading: str = "contribution",
                          panel_size: int = 200, comparison: bool | dict = False,
-                         attributes=None) -> "PairExplorer":
+                         attributes=None, hover: str = "browser") -> "PairExplorer":
         """An explorer of an existing explanation (no model runs unless ``model`` is given)."""
         return cls(model, explanation=explanation, cmap=cmap, alpha=alpha, size=size, reading=reading,
-                   panel_size=panel_size, comparison=comparison, attributes=attributes)
+                   panel_size=panel_size, comparison=comparison, attributes=attributes, hover=hover)
 
     @staticmethod
     def _check_comparison(comparison) -> dict | None:
@@ -142,7 +140,14 @@ class PairExplorer(widgets.VBox):
     def to_figure(self, **kwargs):
         return self.viewer.to_figure(**kwargs)
 
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = super()._repr_mimebundle_(**kwargs) or {}
-        bundle["image/png"] = base64.b64encode(self.viewer.to_png()).decode("ascii")
-        return bundle
+    def to_html(self, path=None):
+        """The viewer's standalone page (see PairViewer.to_html)."""
+        return self.viewer.to_html(path)
+
+    def _ipython_display_(self):
+        # The widget, then the viewer's static fallback, which the viewer's CSS hides wherever the
+        # explorer (and so the viewer inside it) renders; see viewer_export.py.
+        from IPython.display import display
+
+        display(super()._repr_mimebundle_() or {}, raw=True)
+        display({"text/html": self.viewer.static_fallback_html(), "text/plain": repr(self)}, raw=True)

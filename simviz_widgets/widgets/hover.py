@@ -248,7 +248,9 @@ class HoverLogic:
             if not self.inside(pin.source, pin.row, pin.col):
                 continue
             value = self.contribution(pin.source, pin.row, pin.col)
-            share = f" ({100.0 * value / exp.score:.1f} % of the score)" if abs(exp.score) > 1e-12 else ""
+            # a share of the score only where the maps split it (a decomposition), not for relevance maps
+            share = (f" ({100.0 * value / exp.score:.1f} % of the score)"
+                     if exp.sums_to_score and abs(exp.score) > 1e-12 else "")
             lines.append((pin, value, share))
         return lines
 

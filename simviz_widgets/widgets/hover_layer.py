@@ -88,6 +88,9 @@ class BrowserHover:
             with self.data.hold_sync():  # an empty payload: the layers stay transparent and silent
                 self.data.payload, self.data.look = {}, look
             return
+        self._send(look)
+
+    def _send(self, look: dict) -> None:
         payload = explanation_payload(self.logic.explanation, size=self.size, cmap=look["cmap"],
                                       alpha=look["alpha"], reading=look["reading"], generation=self.generation,
                                       binary="bytes")
@@ -96,7 +99,9 @@ class BrowserHover:
             self.data.look = look
 
     def set_look(self, look: dict) -> None:
-        if self.data.look != look:
+        if self.active and look["cmap"] and look["cmap"] not in self.data.payload.get("luts", {}):
+            self._send(look)  # a colormap outside the menu: the page needs its LUT
+        elif self.data.look != look:
             self.data.look = look
 
     def _on_message(self, side: str, _widget, content, _buffers) -> None:
