@@ -14,7 +14,7 @@ import pytest
 from simviz_widgets.checks import InputError, InputTypeError
 from simviz_widgets.explain.base import PairExplanation, PointToPoint
 from simviz_widgets.render import colormap_lut
-from simviz_widgets.render.display import display_size, photo_rgba
+from simviz_widgets.web.display import display_size, photo_rgba
 from simviz_widgets.web.payload import explanation_payload, payload_nbytes, point_arrays
 from simviz_widgets.web.scales import overall_scale
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..checks import check_path
 from ..explain.point_to_point import SIDES
-from ..render.display import composite_png, display_size, photo_rgba
+from .display import composite_png, display_size, photo_rgba
 from .page import iframe_html, page_size, standalone_html
 from .payload import DEFAULT_ALPHA, explanation_payload
 from .scales import overall_scale

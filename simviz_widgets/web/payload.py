@@ -29,7 +29,7 @@ from PIL import Image
 from ..checks import check_bool, check_choice, check_colormap, check_float, check_instance, check_int, check_sequence
 from ..explain.point_to_point import READINGS, SIDES
 from ..render import colormap_lut
-from ..render.display import display_size, photo_rgba
+from .display import display_size, photo_rgba
 from .scales import CMAP_CHOICES, overall_scale, reading_styles
 
 __all__ = ["explanation_payload", "point_arrays", "payload_nbytes", "FORMAT", "DEFAULT_ALPHA"]

@@ -17,7 +17,7 @@ import numpy as np
 from ..checks import check_choice, check_colormap, check_float, check_instance, check_int
 from ..explain.base import READINGS, PairExplanation
 from ..render import map_to_rgba, normalize_map, upsample_bilinear
-from ..render.display import composite_png, display_size, photo_rgba
+from ..web.display import composite_png, display_size, photo_rgba
 from .state import HoverState
 
 __all__ = [

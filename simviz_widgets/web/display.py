@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .overlay import overlay
+from ..render.overlay import overlay
 
 __all__ = ["display_size", "photo_rgba", "composite_png"]
 
