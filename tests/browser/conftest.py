@@ -1,73 +1,54 @@
-"""Real-browser harness: a private JupyterLab server driven by headless Chromium through Playwright.
+"""Real-browser fixtures: private JupyterLab servers driven by headless Chromium through Playwright.
 
-The server is started from the test session (random port and token, temp root dir, private Jupyter
-config/data/runtime dirs, the venv's python for server and kernel) and torn down with its process group.
-`playwright install` cannot download browsers here, so Debian's chromium is used through
-`executable_path` (scripts/install_browser.sh installs it). Without chromium the browser tests are skipped
-locally and fail in CI (CI=true), so a broken CI image is never reported green.
+The machinery (servers, pages, notebooks, pixels, the latency probe) is tests/browser/lab_harness.py,
+shared with benchmarks/bench_browser_hover.py. Servers are session fixtures, started once:
+
+* ``lab_server``: simviz_widgets.lab_server's low-latency kernel websocket (what
+  ``scripts/run_demo.sh lab`` uses); SIMVIZ_STOCK_KERNEL_WEBSOCKET=1 runs it on Jupyter's stock
+  connection instead, for comparison;
+* ``delayed_lab_server``: a **stock** server (no simviz extension) whose kernel replies reach the
+  browser 100 ms late (tests/browser/delayed_kernel.py), as from a remote kernel.
+
+Without chromium the browser tests are skipped locally and fail in CI (CI=true), so a broken CI
+image is never reported green.
 """
 
 from __future__ import annotations
 
-import ast
-import base64
-import json
 import os
 import re
-import secrets
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_PATH = os.environ.get("SIMVIZ_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-# Front-end packages the widgets need, as JupyterLab names its federated (prebuilt) extensions.
-# The low-latency kernel websocket (simviz_widgets/lab_server.py) is what `scripts/run_demo.sh lab`
-# uses; SIMVIZ_STOCK_KERNEL_WEBSOCKET=1 runs the suite on Jupyter's stock connection for comparison.
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # lab_harness, and delayed_kernel for the servers
+
+from lab_harness import (  # noqa: E402 - after the path above
+    DELAYED_KERNEL_ARGS,
+    EXTENSION_ARGS,
+    HARNESS_DIR,
+    CanvasBox,
+    KernelError,
+    LabNotebook,
+    LabServer,
+    browser_unavailable_reason,
+    in_ci,
+    launch_chromium,
+    new_lab_page,
+    start_server,
+    stop_server,
+)
+
+__all__ = ["CanvasBox", "KernelError", "LabNotebook", "LabServer"]
+
 STOCK_KERNEL_WEBSOCKET = os.environ.get("SIMVIZ_STOCK_KERNEL_WEBSOCKET") == "1"
-LATENCY_ARGS = [] if STOCK_KERNEL_WEBSOCKET else ["--ServerApp.jpserver_extensions={'simviz_widgets.lab_server': True}"]
-REQUIRED_LABEXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "ipycanvas", "ipyevents", "bqplot")
-SERVER_START_TIMEOUT_S = 120
-KERNEL_TIMEOUT_S = 600
-KERNEL_NAME = "python3"
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _browser_unavailable_reason() -> str | None:
-    if not (os.path.isfile(CHROMIUM_PATH) and os.access(CHROMIUM_PATH, os.X_OK)):
-        return f"chromium not found at {CHROMIUM_PATH} (run scripts/install_browser.sh)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "python package 'playwright' is not installed"
-    return None
+LATENCY_ARGS = [] if STOCK_KERNEL_WEBSOCKET else EXTENSION_ARGS
 
 
 def pytest_collection_modifyitems(config, items):
-    reason = _browser_unavailable_reason()
-    if reason is None or _in_ci():
+    reason = browser_unavailable_reason()
+    if reason is None or in_ci():
         return  # in CI the `browser` fixture fails loudly instead
     marker = pytest.mark.skip(
         reason=f"browser test needs a headless chromium: {reason}; CI=true turns this into a failure")
@@ -76,191 +57,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(marker)
 
 
-# ---------------------------------------------------------------- JupyterLab server
-
-
-@dataclass
-class LabServer:
-    base_url: str
-    token: str
-    root_dir: Path
-    log_path: Path
-    process: subprocess.Popen
-
-    def url(self, path: str) -> str:
-        sep = "&" if "?" in path else "?"
-        return f"{self.base_url}{path}{sep}token={self.token}"
-
-    def kernel_websocket_nodelay(self) -> list[int]:
-        """TCP_NODELAY of each kernel websocket opened so far, as lab_server.LowLatencyKernelConnection logs it."""
-        log = self.log_path.read_text(errors="replace")
-        return [int(flag) for flag in re.findall(r"simviz_widgets: kernel \S+ websocket TCP_NODELAY=(\d)", log)]
-
-    def log_tail(self, n_chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n_chars:]
-        except OSError:
-            return "<no server log>"
-
-    def api(self, method: str, path: str):
-        request = urllib.request.Request(
-            f"{self.base_url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = response.read()
-        return json.loads(body) if body else None
-
-    def write_notebook(self, name: str, cells: list[str]) -> str:
-        """Write a notebook of code cells into the server root; return its name."""
-        notebook = nbformat.v4.new_notebook()
-        notebook.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
-        notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-        nbformat.write(notebook, self.root_dir / name)
-        return name
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _private_jupyter_env(base: Path) -> dict[str, str]:
-    """Environment for server and kernels: nothing read from the user's home, offline, this checkout first."""
-    dirs = {name: base / name for name in ("config", "data", "runtime", "path", "ipython")}
-    for directory in dirs.values():
-        directory.mkdir(parents=True, exist_ok=True)
-    # A kernel spec pointing at this interpreter, found first via JUPYTER_PATH, so "python3" is the venv.
-    spec_dir = dirs["path"] / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (simviz test venv)",
-        "language": "python",
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    # Quiet JupyterLab: no news/update toasts floating over the widgets.
-    notification = dirs["config"] / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
-    notification.mkdir(parents=True, exist_ok=True)
-    (notification / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
-    env = dict(os.environ)
-    env.update(
-        JUPYTER_CONFIG_DIR=str(dirs["config"]),
-        JUPYTER_DATA_DIR=str(dirs["data"]),
-        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
-        JUPYTER_PATH=str(dirs["path"]),
-        JUPYTERLAB_SETTINGS_DIR=str(dirs["config"] / "lab" / "user-settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(dirs["config"] / "lab" / "workspaces"),
-        IPYTHONDIR=str(dirs["ipython"]),
-        HF_HUB_OFFLINE="1",
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("JUPYTER_TOKEN", None)
-    return env
-
-
-def _wait_until_ready(server: LabServer) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(
-                f"JupyterLab exited with code {server.process.returncode} while starting; log:\n{server.log_tail()}"
-            )
-        try:
-            server.api("GET", "/api/status")
-            return
-        except (urllib.error.URLError, ConnectionError, OSError):
-            time.sleep(0.25)
-    raise RuntimeError(f"JupyterLab not ready after {SERVER_START_TIMEOUT_S} s; log:\n{server.log_tail()}")
-
-
-def _check_labextensions(server: LabServer) -> None:
-    """The /lab page lists the prebuilt extensions it will load; the widget front-ends must be among them."""
-    request = urllib.request.Request(server.url("/lab"))
-    with urllib.request.urlopen(request, timeout=30) as response:
-        html = response.read().decode()
-    match = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', html, re.S)
-    if match is None:
-        raise RuntimeError("JupyterLab /lab page has no jupyter-config-data block")
-    page_config = json.loads(match.group(1))
-    loaded = {ext["name"] for ext in page_config.get("federated_extensions", [])}
-    disabled = set(page_config.get("disabledExtensions", []))
-    missing = [name for name in REQUIRED_LABEXTENSIONS if name not in loaded]
-    off = [name for name in REQUIRED_LABEXTENSIONS if name in disabled]
-    if missing or off:
-        raise RuntimeError(
-            f"widget front-ends not available as prebuilt labextensions: missing={missing} disabled={off}; "
-            f"loaded={sorted(loaded)} (check `jupyter labextension list` in {sys.prefix})"
-        )
-
-
-def _stop_server(server: LabServer) -> None:
-    # Shut kernels down through the API first: they run in their own sessions, outside the server's group.
-    try:
-        for kernel in server.api("GET", "/api/kernels") or []:
-            server.api("DELETE", f"/api/kernels/{kernel['id']}")
-    except (urllib.error.URLError, OSError):
-        pass
-    try:
-        os.killpg(server.process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(timeout=15)
-
-
-def _start_server(base: Path) -> LabServer:
-    root_dir = base / "root"
-    root_dir.mkdir(parents=True, exist_ok=True)
-    env = _private_jupyter_env(base / "jupyter")
-    last_error: Exception | None = None
-    for attempt in range(3):  # the free port can be taken between probing and binding
-        port, token = _free_port(), secrets.token_hex(24)
-        log_path = base / f"jupyterlab-{attempt}.log"
-        cmd = [
-            sys.executable, "-m", "jupyter", "lab",
-            "--no-browser",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root_dir}",
-            "--ServerApp.allow_root=True",
-            "--ServerApp.terminals_enabled=False",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.expose_app_in_browser=True",
-            *LATENCY_ARGS,
-        ]  # fmt: skip
-        log_file = open(log_path, "wb")
-        process = subprocess.Popen(
-            cmd, cwd=root_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log_file.close()
-        server = LabServer(f"http://127.0.0.1:{port}", token, root_dir, log_path, process)
-        try:
-            _wait_until_ready(server)
-            _check_labextensions(server)
-            return server
-        except Exception as error:  # noqa: BLE001 - retried, then re-raised with the log
-            last_error = error
-            _stop_server(server)
-            if "already in use" not in server.log_tail():
-                break
-    raise RuntimeError(f"could not start JupyterLab: {last_error}")
+# ---------------------------------------------------------------- JupyterLab servers
 
 
 @pytest.fixture(scope="session")
 def lab_server(tmp_path_factory):
-    server = _start_server(tmp_path_factory.mktemp("jupyterlab"))
+    server = start_server(tmp_path_factory.mktemp("jupyterlab"), LATENCY_ARGS)
     yield server
-    _stop_server(server)
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def delayed_lab_server(tmp_path_factory):
+    """A stock JupyterLab (no simviz server extension) with every kernel -> browser frame 100 ms late."""
+    server = start_server(tmp_path_factory.mktemp("jupyterlab-delayed"), DELAYED_KERNEL_ARGS,
+                          pythonpath=[HARNESS_DIR])
+    yield server
+    stop_server(server)
 
 
 # ---------------------------------------------------------------- browser
@@ -268,389 +81,54 @@ def lab_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def browser():
-    reason = _browser_unavailable_reason()
+    reason = browser_unavailable_reason()
     if reason is not None:  # only reached in CI: skipped otherwise at collection
         pytest.fail(f"CI=true but the browser tests cannot run: {reason}", pytrace=False)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS, headless=True)
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
 
 
-# Records the type of every message the page sends to a kernel (and whether it is ipycanvas's own
-# per-move mouse event), so tests can count what one hover costs the kernel.
-_SENT_MESSAGES_JS = """
-window.__simvizSent = [];
-const originalSend = WebSocket.prototype.send;
-WebSocket.prototype.send = function (data) {
-  let text = null;
-  if (typeof data === 'string') text = data;
-  else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) text = new TextDecoder('latin1').decode(data);
-  if (text !== null) {
-    const type = /"msg_type":\\s*"(\\w+)"/.exec(text);
-    window.__simvizSent.push({type: type ? type[1] : null, ipycanvasMouse: /"event":\\s*"mouse_/.test(text)});
-  }
-  return originalSend.call(this, data);
-};
-"""
-
-
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1600, "height": 1200})
-    context.add_init_script(_SENT_MESSAGES_JS)
-    page = context.new_page()
-    page.console_errors = []
-    page.on("console", lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+    page = new_lab_page(browser)
     yield page
-    context.close()
+    page.context.close()
 
 
-# ---------------------------------------------------------------- notebook driving
-
-_NOTEBOOK_STATE_JS = """
-() => {
-  const app = window.jupyterapp;
-  const panel = app && app.shell.currentWidget;
-  if (!panel || !panel.content || !panel.sessionContext) return null;
-  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
-  const cells = panel.content.widgets.filter(cell => cell.model.type === 'code');
-  return {
-    ready: panel.context.isReady,
-    kernel: kernel ? kernel.status : null,
-    executed: cells.map(cell => cell.model.executionCount),
-    running: cells.some(cell => cell.model.executionState === 'running'),
-    errors: cells.flatMap(cell => cell.model.outputs.toJSON().filter(out => out.output_type === 'error'))
-      .map(out => `${out.ename}: ${out.evalue}\\n${(out.traceback || []).join('\\n')}`),
-  };
-}
-"""
-
-_RUN_ALL_JS = """
-async () => {
-  const app = window.jupyterapp;
-  const panel = app.shell.currentWidget;
-  app.shell.activateById(panel.id);
-  panel.content.activate();
-  await app.commands.execute('notebook:run-all-cells');
-}
-"""
-
-_CANVAS_JS = """
-(selector) => {
-  // The visible match: widgets of other (hidden) notebook tabs may carry the same class.
-  const host = Array.from(document.querySelectorAll(selector)).find(el => el.getClientRects().length > 0);
-  if (!host) return null;
-  const canvas = host.tagName === 'CANVAS' ? host : host.querySelector('canvas');
-  if (!canvas) return null;
-  return canvas;
-}
-"""
-
-_READ_PIXELS_JS = f"""
-(selector) => {{
-  const canvas = ({_CANVAS_JS})(selector);
-  if (!canvas) return null;
-  const bytes = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-  let binary = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) {{
-    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-  }}
-  return {{width: canvas.width, height: canvas.height, rgba: btoa(binary)}};
-}}
-"""
-
-_CANVAS_BOX_JS = f"""
-(selector) => {{
-  const canvas = ({_CANVAS_JS})(selector);
-  if (!canvas) return null;
-  const box = canvas.getBoundingClientRect();
-  return {{left: box.left, top: box.top, width: box.width, height: box.height,
-           pixelWidth: canvas.width, pixelHeight: canvas.height}};
-}}
-"""
-
-# Times hover -> paint on one canvas: from the page receiving the mousemove to the canvas's pixels
-# differing from what they were when armed. Event-driven (no busy polling competing with the kernel
-# for CPU): ipycanvas copies each new frame into the view's <canvas> with drawImage, so the check
-# runs right after every such copy, plus once per animation frame in case pixels arrive another way.
-_LATENCY_PROBE_JS = f"""
-(selector) => {{
-  const canvas = ({_CANVAS_JS})(selector);
-  const ctx = canvas.getContext('2d');
-  const snapshot = () => new Uint32Array(ctx.getImageData(0, 0, canvas.width, canvas.height).data.buffer);
-  const probe = {{moveTime: null, armed: false, before: null, finish: null, result: null}};
-  const check = () => {{
-    if (!probe.armed || probe.moveTime === null) return;
-    const now = snapshot();
-    for (let i = 0; i < now.length; i++) {{
-      if (now[i] !== probe.before[i]) {{ probe.finish({{latencyMs: performance.now() - probe.moveTime}}); return; }}
-    }}
-  }};
-  for (const name of ['drawImage', 'putImageData']) {{
-    const original = ctx[name];
-    ctx[name] = function (...args) {{ const out = original.apply(this, args); check(); return out; }};
-  }}
-  const frame = () => {{ check(); requestAnimationFrame(frame); }};
-  requestAnimationFrame(frame);
-  document.addEventListener('mousemove', () => {{ probe.moveTime = performance.now(); }}, {{capture: true}});
-  probe.arm = (timeoutMs) => {{
-    probe.moveTime = null;
-    probe.before = snapshot();
-    probe.result = new Promise(resolve => {{
-      const timer = setTimeout(() => {{
-        probe.armed = false;
-        resolve({{latencyMs: null, sawMove: probe.moveTime !== null}});
-      }}, timeoutMs);
-      probe.finish = (value) => {{ probe.armed = false; clearTimeout(timer); resolve(value); }};
-    }});
-    probe.armed = true;
-  }};
-  window.__simvizProbe = probe;
-  return true;
-}}
-"""
+# ---------------------------------------------------------------- notebooks
 
 
-# Runs code in the current notebook's kernel outside any cell (silent: no cell output, no history)
-# and returns the reply: the value of `expression` (its repr) or the error.
-_KERNEL_EXECUTE_JS = """
-async ({code, expression}) => {
-  const panel = window.jupyterapp.shell.currentWidget;
-  const session = panel && panel.sessionContext && panel.sessionContext.session;
-  const kernel = session && session.kernel;
-  if (!kernel) return {error: 'the current notebook has no kernel'};
-  const future = kernel.requestExecute({
-    code, silent: true, store_history: false, allow_stdin: false, stop_on_error: false,
-    user_expressions: expression === null ? {} : {value: expression},
-  });
-  const reply = (await future.done).content;
-  if (reply.status !== 'ok') return {error: `${reply.ename}: ${reply.evalue}`};
-  if (expression === null) return {};
-  const value = reply.user_expressions.value;
-  if (value.status !== 'ok') return {error: `${value.ename}: ${value.evalue}`};
-  return {repr: value.data['text/plain']};
-}
-"""
+def notebook_opener(page, server: LabServer, stem: str):
+    """(factory, names): ``factory(name, cells)`` writes a notebook of code cells into the server root
+    under a name made unique with ``stem``, opens it in JupyterLab and returns a LabNotebook."""
+    opened: list[str] = []
+    stem = re.sub(r"[^A-Za-z0-9_]+", "_", stem)[:60]
 
-# A signature of the visible element matching `selector`: its box, a hash of its markup and
-# whether its images have loaded; LabNotebook.wait_stable waits until it stops changing.
-_ELEMENT_SIGNATURE_JS = """
-(selector) => {
-  const el = Array.from(document.querySelectorAll(selector)).find(e => e.getClientRects().length > 0);
-  if (!el) return null;
-  const box = el.getBoundingClientRect();
-  const markup = el.innerHTML;
-  let hash = 0;
-  for (let i = 0; i < markup.length; i++) hash = (hash * 31 + markup.charCodeAt(i)) | 0;
-  const images = Array.from(el.querySelectorAll('img'));
-  const loaded = images.every(img => img.complete);
-  return `${Math.round(box.width)}x${Math.round(box.height)}:${markup.length}:${hash}:${loaded}`;
-}
-"""
+    def factory(name: str, cells: list[str]) -> LabNotebook:
+        unique = f"{stem}_{len(opened)}_{name}"
+        server.write_notebook(unique, cells)
+        opened.append(unique)
+        return LabNotebook(page, server, unique).open()
 
-
-class KernelError(AssertionError):
-    """Code run in the notebook's kernel by LabNotebook.kernel_eval / kernel_exec raised."""
-
-
-@dataclass
-class CanvasBox:
-    left: float
-    top: float
-    width: float
-    height: float
-    pixel_width: int
-    pixel_height: int
-
-    def client_point(self, row: float, col: float) -> tuple[float, float]:
-        """Client (x, y) of canvas pixel (row, col), through the CSS scaling of the element."""
-        x = self.left + (col + 0.5) * self.width / self.pixel_width
-        y = self.top + (row + 0.5) * self.height / self.pixel_height
-        return x, y
-
-
-class LabNotebook:
-    """One notebook open in JupyterLab in a Playwright page."""
-
-    def __init__(self, page, server: LabServer, name: str):
-        self.page, self.server, self.name = page, server, name
-
-    def open(self, timeout_s: float = 120) -> "LabNotebook":
-        # A workspace of its own, reset: JupyterLab would otherwise restore the tabs (and kernels) of
-        # notebooks earlier tests opened, and their widgets would shadow this notebook's.
-        workspace = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(self.name).stem)
-        self.page.goto(self.server.url(f"/lab/workspaces/{workspace}/tree/{self.name}?reset"))
-        self.page.wait_for_function(
-            f"() => {{ const s = ({_NOTEBOOK_STATE_JS})(); return s && s.ready && s.kernel === 'idle'; }}",
-            timeout=timeout_s * 1000,
-        )
-        return self
-
-    def state(self) -> dict:
-        return self.page.evaluate(_NOTEBOOK_STATE_JS)
-
-    def run_all(self, timeout_s: float = KERNEL_TIMEOUT_S, start_timeout_s: float = 15) -> None:
-        """Run All through JupyterLab's own command (what the Run menu calls); wait for every cell to finish.
-
-        The command acts on the notebook JupyterLab tracks as current, which a freshly loaded page
-        may not have settled yet; the notebook is activated first and the command retried if no
-        cell starts."""
-        for _attempt in range(3):
-            self.page.evaluate(_RUN_ALL_JS)
-            deadline = time.monotonic() + start_timeout_s
-            while time.monotonic() < deadline:
-                state = self.state()
-                if state["running"] or state["kernel"] != "idle" or any(c is not None for c in state["executed"]):
-                    return self._wait_finished(timeout_s)
-                time.sleep(0.2)
-        raise AssertionError(f"{self.name}: Run All started no cell: {self.state()}")
-
-    def _wait_finished(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        settled_checks = 0
-        while time.monotonic() < deadline:
-            state = self.state()
-            if state["errors"]:
-                raise AssertionError(f"{self.name}: cell raised in the browser kernel:\n" + "\n".join(state["errors"]))
-            done = (
-                state["kernel"] == "idle"
-                and not state["running"]
-                and all(count is not None for count in state["executed"])
-            )
-            settled_checks = settled_checks + 1 if done else 0
-            if settled_checks >= 3:  # idle on consecutive polls, not between two cells
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name}: cells still running after {timeout_s} s: {self.state()}")
-
-    def wait_for_canvas(self, selector: str, timeout_s: float = 60) -> None:
-        """Wait until the canvas exists and has painted something (any non-transparent pixel)."""
-        self.page.wait_for_function(
-            f"""(selector) => {{
-                const canvas = ({_CANVAS_JS})(selector);
-                if (!canvas || !canvas.width || !canvas.height) return false;
-                const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-                for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) return true;
-                return false;
-            }}""",
-            arg=selector,
-            timeout=timeout_s * 1000,
-        )
-
-    def canvas_pixels(self, selector: str) -> np.ndarray:
-        """RGBA uint8 (H, W, 4) of the <canvas> at (or inside) `selector`, as drawn (getImageData)."""
-        result = self.page.evaluate(_READ_PIXELS_JS, selector)
-        if result is None:
-            raise AssertionError(f"no canvas found for selector {selector!r}")
-        flat = np.frombuffer(base64.b64decode(result["rgba"]), dtype=np.uint8)
-        return flat.reshape(result["height"], result["width"], 4).copy()
-
-    def canvas_box(self, selector: str) -> CanvasBox:
-        self.page.locator(selector).filter(visible=True).first.scroll_into_view_if_needed()
-        box = self.page.evaluate(_CANVAS_BOX_JS, selector)
-        if box is None:
-            raise AssertionError(f"no canvas found for selector {selector!r}")
-        return CanvasBox(
-            box["left"], box["top"], box["width"], box["height"], box["pixelWidth"], box["pixelHeight"]
-        )
-
-    def hover(self, box: CanvasBox, row: float, col: float) -> None:
-        x, y = box.client_point(row, col)
-        self.page.mouse.move(x, y)
-
-    def sent_messages(self, reset: bool = False) -> list[dict]:
-        """Messages this page sent to kernels since the last reset: [{type, ipycanvasMouse}]."""
-        sent = self.page.evaluate("() => window.__simvizSent.slice()")
-        if reset:
-            self.page.evaluate("() => { window.__simvizSent.length = 0; }")
-        return sent
-
-    def install_latency_probe(self, selector: str) -> None:
-        self.page.evaluate(_LATENCY_PROBE_JS, selector)
-
-    def timed_hover(self, box: CanvasBox, row: float, col: float, timeout_ms: float = 3000) -> float | None:
-        """Hover (row, col); milliseconds from the page receiving the move to the watched canvas changing."""
-        self.page.evaluate("(timeoutMs) => window.__simvizProbe.arm(timeoutMs)", timeout_ms)
-        self.hover(box, row, col)
-        result = self.page.evaluate("() => window.__simvizProbe.result")
-        return result["latencyMs"]
-
-    def wait_for_change(self, selector: str, before: np.ndarray, timeout_s: float = 30) -> np.ndarray:
-        """Pixels of the canvas once they differ from `before` (raises on timeout)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            now = self.canvas_pixels(selector)
-            if now.shape != before.shape or not np.array_equal(now, before):
-                return now
-            time.sleep(0.05)
-        raise AssertionError(f"canvas {selector!r} did not change within {timeout_s} s")
-
-    def wait_settled(self, selector: str, pixels: np.ndarray | None = None, quiet_s: float = 0.3,
-                     timeout_s: float = 10.0) -> np.ndarray:
-        """Pixels of the canvas once they have not changed for `quiet_s` (the last of a burst of frames)."""
-        deadline = time.monotonic() + timeout_s
-        last = self.canvas_pixels(selector) if pixels is None else pixels
-        last_change = time.monotonic()
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            now = self.canvas_pixels(selector)
-            if now.shape != last.shape or not np.array_equal(now, last):
-                last, last_change = now, time.monotonic()
-            elif time.monotonic() - last_change >= quiet_s:
-                return last
-        return last
-
-    def wait_stable(self, selector: str, quiet_s: float = 0.5, timeout_s: float = 60) -> None:
-        """Wait until the visible element matching `selector` exists and its size, markup and images
-        have stopped changing for `quiet_s` (widgets still receiving updates from the kernel)."""
-        deadline = time.monotonic() + timeout_s
-        last, last_change = None, time.monotonic()
-        while time.monotonic() < deadline:
-            signature = self.page.evaluate(_ELEMENT_SIGNATURE_JS, selector)
-            if signature is None or signature != last or not signature.endswith(":true"):
-                last, last_change = signature, time.monotonic()
-            elif time.monotonic() - last_change >= quiet_s:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"element {selector!r} still changing (or absent) after {timeout_s} s: {last}")
-
-    def kernel_exec(self, code: str) -> None:
-        """Run `code` in this notebook's kernel, outside the cells (raises KernelError if it raises)."""
-        result = self.page.evaluate(_KERNEL_EXECUTE_JS, {"code": code, "expression": None})
-        if "error" in result:
-            raise KernelError(f"kernel raised running {code!r}: {result['error']}")
-
-    def kernel_eval(self, expression: str, code: str = ""):
-        """The value of a Python `expression` in this notebook's kernel (after running `code`), sent
-        back as JSON: it must evaluate to something json.dumps accepts."""
-        wrapped = f"__import__('json').dumps({expression})"
-        result = self.page.evaluate(_KERNEL_EXECUTE_JS, {"code": code, "expression": wrapped})
-        if "error" in result:
-            raise KernelError(f"kernel raised evaluating {expression!r}: {result['error']}")
-        return json.loads(ast.literal_eval(result["repr"]))
+    return factory, opened
 
 
 @pytest.fixture
 def open_notebook(page, lab_server, request):
     """Factory: write a notebook of code cells into the server root, open it in JupyterLab, return a
     LabNotebook. Names are made unique per test; the notebooks' kernels are shut down afterwards."""
-    opened = []
-
-    def factory(name: str, cells: list[str]) -> LabNotebook:
-        stem = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name)[:60]
-        unique = f"{stem}_{len(opened)}_{name}"
-        lab_server.write_notebook(unique, cells)
-        opened.append(unique)
-        return LabNotebook(page, lab_server, unique).open()
-
+    factory, opened = notebook_opener(page, lab_server, request.node.name)
     yield factory
-    try:
-        for session in lab_server.api("GET", "/api/sessions") or []:
-            if session.get("path") in opened:
-                lab_server.api("DELETE", f"/api/sessions/{session['id']}")
-    except (urllib.error.URLError, OSError):
-        pass  # the server teardown stops whatever is left
+    lab_server.close_sessions(opened)
+
+
+@pytest.fixture(scope="module")
+def module_page(browser):
+    """A page shared by the tests of one module (for a notebook built once per module)."""
+    page = new_lab_page(browser)
+    yield page
+    page.context.close()

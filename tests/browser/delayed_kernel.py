@@ -31,6 +31,12 @@ def _write_late(write, message, binary) -> None:
 class DelayedKernelConnection(ZMQChannelsWebsocketConnection):
     """The stock connection, every kernel -> browser frame delayed by :data:`DELAY_S`."""
 
+    def connect(self):
+        # Logged so a test can check that the shim is in effect (lab_harness.LabServer.delayed_kernel_websockets).
+        self.log.info("delayed_kernel: kernel %s websocket, frames %.0f ms late",
+                      getattr(self, "kernel_id", "?"), DELAY_S * 1000)
+        return super().connect()
+
     @property
     def write_message(self):
         write = self.websocket_handler.write_message

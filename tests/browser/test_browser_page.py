@@ -18,8 +18,8 @@ from PIL import Image
 
 from simviz_widgets.explain.base import PairExplanation, PointToPoint
 from simviz_widgets.render import overlay
-from simviz_widgets.render.display import photo_rgba
 from simviz_widgets.web.assets import bundle
+from simviz_widgets.web.display import photo_rgba
 from simviz_widgets.web.page import iframe_html, page_size, standalone_html
 from simviz_widgets.web.payload import explanation_payload
 from simviz_widgets.web.scales import overall_scale, point_scale

@@ -1,7 +1,9 @@
 """Screenshots of the widgets in a real JupyterLab, and pixel checks of what makes them readable.
 
 One notebook builds, on the default model (EfficientNet-Lite0) and chelsea / its mirror image:
-a PairViewer (default look), a PairViewer on a RISE explanation (query-only: no reference map),
+a PairViewer (default look, and the default ``hover="browser"``: hovers are painted by the page's
+hover layer, a <canvas> inside ``.simviz-hover-layer`` over each image, while the kernel's ipycanvas
+canvases stay at rest underneath), a PairViewer on a RISE explanation (query-only: no reference map),
 a PairExplorer (viewer + overall panel) with the method-comparison panel (RISE with 48 masks, a
 coarse sliding window), and, on a random synthetic-scenes model, an AttributePanel for an
 AttributePredictor trained for a few epochs (about a second). Element screenshots go to
@@ -15,8 +17,10 @@ listing every one that does not hold):
 
 - colour bar: ``.simviz-colorbar .simviz-colorbar-gradient`` in the viewer shows a ramp (>= 20
   distinct colours along its long side, ends far apart);
+- browser hover: while a query pixel is hovered (the hover screenshots), the reference hover
+  layer is opaque (it is what the screenshot shows) and the kernel's reference canvas is unchanged;
 - peak marker: hovering a query pixel draws near-white and near-black pixels within ~10 px of
-  ``viewer.canvas_position(*viewer.peak)`` on the reference canvas, absent with
+  ``viewer.canvas_position(*viewer.peak)`` on the reference hover layer, absent with
   ``viewer.show_peak = False`` and the same pixel hovered again;
 - "n/a": with RISE (query-only) the reference canvas is the unmodified photo (against
   ``exp.reference`` resized to the canvas) apart from a label box saying "n/a";
@@ -34,6 +38,7 @@ import base64
 import io
 import itertools
 import math
+import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,7 +58,10 @@ EXPLORER = ".shot-explorer"
 COMPARISON = f"{EXPLORER} .simviz-comparison-panel"
 ATTRIBUTE_BOX = ".shot-attribute-box"
 ATTRIBUTES = ".shot-attributes"  # the AttributePanel itself
-QUERY, REFERENCE = ".simviz-query-canvas", ".simviz-reference-canvas"
+QUERY, REFERENCE = ".simviz-query-canvas", ".simviz-reference-canvas"  # the kernel's ipycanvas canvases
+# The browser hover layer's canvases (js/hover_layer.js): the query one takes the mouse (it lies over
+# the pad), the reference one shows the hovered point's map.
+QUERY_LAYER, REFERENCE_LAYER = ".simviz-query-hover", ".simviz-reference-hover"
 CANVAS_SIZE = 320  # PairViewer's default size on the 224 x 224 display image
 GRID = 7  # EfficientNet-Lite0's feature grid
 # The hovered query pixel, in canvas pixels: feature cell (2, 1), the cat's left eye.
@@ -314,12 +322,27 @@ def _marker_pixels(on: np.ndarray, off: np.ndarray, centre, radius: float):
     return new_white, new_black
 
 
+def check_browser_hover(notebook, layer: np.ndarray, kernel_rest: np.ndarray) -> None:
+    """`layer`: the reference hover layer while hovering HOVER; `kernel_rest`: the kernel's reference
+    canvas before the hover."""
+    opaque = float((layer[..., 3] == 255).mean())
+    kernel_now = notebook.canvas_pixels(f"{VIEWER} {REFERENCE}")
+    changed = float(np.any(kernel_now != kernel_rest, axis=-1).mean())
+    print(f"\nbrowser hover: reference hover layer {100 * opaque:.1f} % opaque; the kernel's reference canvas "
+          f"{100 * changed:.2f} % changed")
+    assert opaque == 1.0, f"the reference hover layer is only {100 * opaque:.1f} % opaque while hovering"
+    assert changed == 0.0, f"the kernel redrew {100 * changed:.2f} % of its reference canvas on a browser hover"
+
+
 def check_peak_marker(notebook, on: np.ndarray, hover_box) -> None:
-    """`on`: the reference canvas while hovering HOVER with the peak marker shown (the default)."""
-    ref = f"{VIEWER} {REFERENCE}"
-    info = notebook.kernel_eval(
+    """`on`: the reference hover layer while hovering HOVER with the peak marker shown (the default)."""
+    ref = f"{VIEWER} {REFERENCE_LAYER}"
+    # The kernel hears the hovered point from the layer at a low rate (throttled): wait for it.
+    deadline = time.monotonic() + 30
+    while (info := notebook.kernel_eval(
         "None if viewer.peak is None else [list(viewer.peak), list(viewer.canvas_position(*viewer.peak))]"
-    )
+    )) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert info is not None, "viewer.peak is None while a query pixel is hovered"
     (side, row, col), (y, x) = info
     assert side == "reference", f"viewer.peak is on the {side!r} side while a query pixel is hovered"
@@ -498,11 +521,14 @@ def test_widget_screenshots(page, open_notebook):
     checks = Checks()
 
     # The viewer: at rest, hovering in both readings; colour bar and peak marker.
-    query, ref = f"{VIEWER} {QUERY}", f"{VIEWER} {REFERENCE}"
-    for selector in (query, ref):
+    # Hovers are drawn by the browser layer (hover="browser"): the mouse goes to the query layer and
+    # the reference layer is watched; the kernel's canvases stay at rest underneath.
+    for selector in (f"{VIEWER} {QUERY}", f"{VIEWER} {REFERENCE}"):
         notebook.wait_for_canvas(selector)
+    query, ref = f"{VIEWER} {QUERY_LAYER}", f"{VIEWER} {REFERENCE_LAYER}"
+    assert notebook.kernel_eval("viewer.browser.active") is True, "the viewer does not draw hovers in the browser"
     _visible(page, VIEWER).first.scroll_into_view_if_needed()  # no scrolling under the mouse later
-    notebook.wait_settled(ref)
+    kernel_rest = notebook.wait_settled(f"{VIEWER} {REFERENCE}")
     _shoot(notebook, VIEWER, "viewer_rest.png")
     with checks.check("colour bar shows a colour ramp"):
         check_colorbar(notebook)
@@ -510,6 +536,8 @@ def test_widget_screenshots(page, open_notebook):
     hover_box = notebook.canvas_box(query)
     hovered = _hover_settled(notebook, ref, hover_box, HOVER)
     _shoot(notebook, VIEWER, "viewer_hover_contribution.png")
+    with checks.check("browser hover: the layer paints, the kernel's canvas stays at rest"):
+        check_browser_hover(notebook, notebook.canvas_pixels(ref), kernel_rest)
     with checks.check("peak marker while hovering (absent with show_peak=False)"):
         check_peak_marker(notebook, hovered, hover_box)
     _leave(notebook, ref)  # the check leaves the mouse on HOVER, however far it got
