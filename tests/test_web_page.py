@@ -146,18 +146,19 @@ def png_bytes(size=(4, 6)) -> bytes:
     return buffer.getvalue()
 
 
-def test_iframe_puts_the_page_over_a_png(payload):
+def test_iframe_shows_the_page_and_the_png_only_without_it(payload):
     page = standalone_html(dict(payload, method=HOSTILE), title=HOSTILE)
     png = png_bytes()
     text = iframe_html(page, fallback_png=png, size=(700, 650))
     elements = parse(text)
-    assert [tag for tag, _ in elements.tags] == ["div", "img", "iframe"]  # the image first, the page over it
-    (_, box), (_, image), (_, frame) = elements.tags
-    assert "width:700px" in box["style"] and "height:650px" in box["style"] and "position:relative" in box["style"]
+    assert [tag for tag, _ in elements.tags] == ["div", "style", "iframe", "img"]
+    (_, box), _, (_, frame), (_, image) = elements.tags
+    # the PNG is hidden while the iframe exists (a sanitiser that drops the iframe leaves the PNG)
+    assert ".simviz-page:has(> iframe) > img { display: none !important; }" in text and box["class"] == "simviz-page"
     assert base64.b64decode(image["src"].removeprefix("data:image/png;base64,")) == png
     assert frame["sandbox"] == "allow-scripts"
     assert frame["srcdoc"] == page  # html.escape(quote=True) undone by the parser: the page intact
-    for part in ("position:absolute", "inset:0", "width:100%", "height:100%", "border:0", "background:#fff"):
+    for part in ("width:700px", "height:650px", "border:0", "background:#fff"):
         assert part in frame["style"]
     raw = text[text.index("srcdoc=") + len('srcdoc="'):text.index('" sandbox=')]
     assert '"' not in raw and "<" not in raw and ">" not in raw  # nothing in the attribute ends it

@@ -5,8 +5,8 @@ as base64) as JSON in a ``<script type="application/json">`` element and the js/
 ``<script type="module">`` that mounts the pair viewer (``mountPairView`` of js/pair_view.js) on it.
 Nothing is fetched: no external URL, and a Content-Security-Policy that allows no network access.
 
-:func:`iframe_html` is the rich display in a notebook: the page in an ``<iframe srcdoc>`` laid over
-a PNG of the resting view. A running notebook and nbconvert HTML show the live viewer; JupyterLab's
+:func:`iframe_html` is the rich display in a notebook: the page in an ``<iframe srcdoc>``, and a
+PNG of the resting view that shows only where the iframe does not. A running notebook and nbconvert HTML show the live viewer; JupyterLab's
 sanitiser drops iframes from untrusted outputs (a reopened notebook) but keeps ``data:`` images, so
 there the PNG shows. :func:`page_size` is the page's size in CSS pixels, for that iframe.
 
@@ -130,19 +130,21 @@ def page_size(payload: Mapping) -> tuple[int, int]:
 
 
 def iframe_html(page: str, *, fallback_png: bytes, size) -> str:
-    """The notebook display of ``page`` (from :func:`standalone_html`): a ``size`` (width, height)
-    box holding the PNG ``fallback_png`` as a ``data:`` image, with the page in an
-    ``<iframe srcdoc sandbox="allow-scripts">`` over it. Where outputs are trusted the live page
-    covers the PNG; JupyterLab's sanitiser drops the iframe from untrusted outputs (a reopened
-    notebook) but keeps the image, which then shows."""
+    """The notebook display of ``page`` (from :func:`standalone_html`): the page in an
+    ``<iframe srcdoc sandbox="allow-scripts">`` of ``size`` (width, height), then the PNG
+    ``fallback_png`` as a ``data:`` image, hidden by a CSS rule while the iframe is there.
+    JupyterLab's sanitiser drops the iframe from untrusted outputs (a reopened notebook) but keeps
+    the image, which then shows at its own size (no empty box the size of the page)."""
     page = check_str(page, "page")
     if not isinstance(fallback_png, (bytes, bytearray)) or not bytes(fallback_png[:8]) == b"\x89PNG\r\n\x1a\n":
         raise InputTypeError(f"fallback_png must be the bytes of a PNG image (got {type(fallback_png).__name__})")
     width, height = check_shape2(size, "size")
     image = base64.b64encode(bytes(fallback_png)).decode("ascii")
-    return (f'<div class="simviz-page" style="position:relative;width:{width}px;height:{height}px">'
-            f'<img src="data:image/png;base64,{image}" alt="the explanation at rest (static image)" '
-            f'style="display:block;max-width:100%">'
+    return ('<div class="simviz-page">'
+            "<style>.simviz-page:has(> iframe) > img { display: none !important; }</style>"
             f'<iframe srcdoc="{html.escape(page, quote=True)}" sandbox="allow-scripts" title="simviz pair viewer" '
-            f'style="position:absolute;inset:0;width:100%;height:100%;border:0;background:#fff"></iframe>'
-            f"</div>")
+            f'style="display:block;width:{width}px;height:{height}px;max-width:100%;border:0;background:#fff">'
+            "</iframe>"
+            f'<img src="data:image/png;base64,{image}" alt="the explanation at rest (static image)" '
+            'style="display:block;max-width:100%">'
+            "</div>")
