@@ -4,7 +4,8 @@
 // Top-level names are prefixed (draw*, view*, VIEW_*): assets.bundle() joins every js/ module into
 // one scope.
 
-import { blendOverPhoto, cellCentrePixel, peakCell, pixelToCanvas } from "./render.js";
+import { blendOverPhoto } from "./render.js";
+import { cellCentrePixel, peakCell, pixelToCanvas } from "./point_map.js";
 
 /** Pin colours and their number, as simviz_widgets/widgets/state.py (render/figure.py POINT_COLOURS). */
 export const VIEW_PIN_COLOURS = ["#00e5ff", "#76ff03", "#ff40ff", "#ffffff", "#ffab00", "#b388ff"];

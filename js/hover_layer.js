@@ -12,7 +12,7 @@
 // Without a kernel (``data.comm_live`` false: a notebook reopened from saved widget state) the layer
 // paints the rest view itself (photo + overall map + pins) and hover still works.
 
-import { canvasToPixel, pixelToCanvas, pointMap, pointScale } from "./render.js";
+import { canvasToPixel, pixelToCanvas, pointMap, pointScale } from "./point_map.js";
 import { decodePayload } from "./payload.js";
 import { drawComposite, drawCrosshair, drawDecodePhoto, drawLabel, drawPeak, drawPhotoImage, drawPins, viewOtherSide, viewPeakPixel } from "./draw.js";
 

@@ -3,7 +3,8 @@
 // viewer's hover layer (hover_layer.js). Hover is painted synchronously in the mousemove handler:
 // one row of D, upsampled and blended over the other photo (render.js), then the markers.
 
-import { canvasToPixel, pixelToCanvas, pointMap, pointScale, roundHalfEven, sumValues } from "./render.js";
+import { roundHalfEven } from "./render.js";
+import { canvasToPixel, pixelToCanvas, pointMap, pointScale, sumValues } from "./point_map.js";
 import { decodePayload } from "./payload.js";
 import { VIEW_FONT, VIEW_MAX_PINS, VIEW_PIN_COLOURS, VIEW_SIDES, drawColourBar, drawComposite, drawCrosshair, drawDecodePhoto, drawLabel, drawPeak, drawPhotoImage, drawPins, viewFormatE, viewFormatG, viewOtherSide, viewPeakPixel } from "./draw.js";
 import { renderHoverLayer } from "./hover_layer.js";

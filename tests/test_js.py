@@ -1,4 +1,4 @@
-"""The browser's numerics (js/render.js, js/payload.js) against Python's, through Node's test runner.
+"""The browser's numerics (js/render.js, js/point_map.js, js/payload.js) against Python's, through Node's test runner.
 
 js/test/fixtures.json holds what Python computes for tiny hand-set inputs (a fixed numpy seed):
 upsampling, normalisation, colormaps, the photo/map blend, point-to-point rows in both encodings,

@@ -1,7 +1,7 @@
 """The payload js/ renders from: what it holds must reproduce the explanation's own maps.
 
 Both encodings of the point-to-point part (the matrices, or the factors) are decoded here the way
-js/render.js reads them and compared with ``from_query`` / ``from_reference`` at pixels, so a
+js/point_map.js reads them and compared with ``from_query`` / ``from_reference`` at pixels, so a
 wrong orientation (a row where a column belongs), a lost scale or a wrong reading fails.
 """
 
@@ -37,7 +37,7 @@ def _float32(field) -> np.ndarray:
 
 
 def _row_from_payload(point, source, u, v, reading):
-    """A point map the way js/render.js pointRow computes it (bilinear in the source grid)."""
+    """A point map the way js/point_map.js pointRow computes it (bilinear in the source grid)."""
     grids = point["grids"]
     h, w = grids[source]
     nq, nr = (grids[s][0] * grids[s][1] for s in ("query", "reference"))

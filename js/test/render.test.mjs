@@ -6,8 +6,10 @@ import { readFileSync } from "node:fs";
 
 import {
   roundHalfEven, sourcePositions, upsampleBilinear, normalizeLimits, unitValues, colourMap, blendOverPhoto,
-  pixelToCell, cellCentrePixel, pixelToCanvas, canvasToPixel, pointRow, pointMap, peakCell, sumValues, pointScale,
 } from "../render.js";
+import {
+  pixelToCell, cellCentrePixel, pixelToCanvas, canvasToPixel, pointRow, pointMap, peakCell, sumValues, pointScale,
+} from "../point_map.js";
 
 const fixtures = JSON.parse(readFileSync(new URL("./fixtures.json", import.meta.url), "utf8"));
 const bytesOf = (text) => new Uint8Array(Buffer.from(text, "base64"));

@@ -6,9 +6,10 @@ as base64) as JSON in a ``<script type="application/json">`` element and the js/
 Nothing is fetched: no external URL, and a Content-Security-Policy that allows no network access.
 
 :func:`iframe_html` is the rich display in a notebook: the page in an ``<iframe srcdoc>``, and a
-PNG of the resting view that shows only where the iframe does not. A running notebook and nbconvert HTML show the live viewer; JupyterLab's
-sanitiser drops iframes from untrusted outputs (a reopened notebook) but keeps ``data:`` images, so
-there the PNG shows. :func:`page_size` is the page's size in CSS pixels, for that iframe.
+PNG of the resting view that shows only where the iframe does not. A running notebook and nbconvert
+HTML show the live viewer; JupyterLab's sanitiser drops iframes from untrusted outputs (a reopened
+notebook) but keeps ``data:`` images, so there the PNG shows. :func:`page_size` is the page's size in
+CSS pixels, for that iframe.
 
 >>> page = standalone_html({"format": 1, "sides": {}}, title="a </script> title")
 >>> "</script> title" in page, page.count("</script>")
