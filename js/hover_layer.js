@@ -3,7 +3,9 @@
 //
 // Model traits: ``side`` ("query" | "reference"), ``data`` ("IPY_MODEL_<id>" of a plain widget
 // model holding ``payload`` (js/README.md; binary fields as DataView) and ``look`` ({alpha, cmap,
-// reading, show_peak, pins})), ``throttle_ms``. The two layers of one viewer talk through local
+// reading, show_overall, show_peak, pins})), ``throttle_ms``, ``live_class`` (put on ``el`` once
+// drawn: the viewer's CSS then hides its static fallback). After each payload is drawn the layer
+// sends ``{type: "ready", generation}``; only then does the kernel stop drawing hovers itself. The two layers of one viewer talk through local
 // Backbone events on that shared data model ("simviz:hover" / "simviz:leave", never sent to the
 // kernel): the hovered layer draws only a crosshair on its transparent canvas; the other layer
 // paints its photo with the point map, the peak and the pins opaquely over the kernel's canvas; on
@@ -14,7 +16,7 @@
 
 import { canvasToPixel, pixelToCanvas, pointMap, pointScale } from "./point_map.js";
 import { decodePayload } from "./payload.js";
-import { drawComposite, drawCrosshair, drawDecodePhoto, drawLabel, drawPeak, drawPhotoImage, drawPins, viewOtherSide, viewPeakPixel } from "./draw.js";
+import { drawComposite, drawCrosshair, drawDecodePhoto, drawLabel, drawPeak, drawPhotoImage, drawPins, viewPeakPixel } from "./draw.js";
 
 /** anywidget ``render`` of the hover layer; resolves to its cleanup function. */
 export async function renderHoverLayer({ model, el }) {
@@ -38,8 +40,8 @@ export async function renderHoverLayer({ model, el }) {
 
   function readLook() {
     const p = layer.payload;
-    look = { alpha: p.alpha, cmap: p.cmap ?? null, reading: p.reading, show_peak: p.show_peak, pins: p.pins || [],
-      ...(data.get("look") || {}) };
+    look = { alpha: p.alpha, cmap: p.cmap ?? null, reading: p.reading, show_overall: p.show_overall,
+      show_peak: p.show_peak, pins: p.pins || [], ...(data.get("look") || {}) };
     layer.rest = null;
   }
 
@@ -48,7 +50,7 @@ export async function renderHoverLayer({ model, el }) {
     const { payload, info, photo } = layer;
     if (!layer.rest) {
       const scale = { ...payload.overall, cmap: look.cmap ?? payload.overall.cmap };
-      layer.rest = info.map && !info.missing && payload.show_overall
+      layer.rest = info.map && !info.missing && look.show_overall
         ? drawComposite(photo, info.canvas, info.map.values, info.map.shape, scale,
           payload.luts[scale.cmap] || payload.luts[payload.overall.cmap], look.alpha)
         : drawPhotoImage(photo, info.canvas);
@@ -106,6 +108,11 @@ export async function renderHoverLayer({ model, el }) {
     layer = { payload, info, photo, rest: null, hover: null };
     readLook();
     paint();
+    // Drawn: hide the viewer's static fallback (its CSS looks for this class), and tell the kernel
+    // this explanation's hovers are drawn here from now on.
+    const liveClass = model.get("live_class");
+    if (liveClass) el.classList.add(liveClass);
+    send({ type: "ready", generation: payload.generation });
   }
 
   // -- to the kernel: the hovered point, leading + trailing throttle ---------------------------------
@@ -167,8 +174,12 @@ export async function renderHoverLayer({ model, el }) {
     paint();
     data.trigger("simviz:leave", { side, generation: layer.payload.generation });
   }
+  // A click right after a move: the pending trailing report goes first, so the kernel's hovered
+  // point is not older than the pin (ipyevents sends the click from the pad, after this listener).
+  const onPress = () => { if (timer !== null) { clearTimeout(timer); flush(); } };
   el.addEventListener("mousemove", onMove);
   el.addEventListener("mouseleave", onLeave);
+  el.addEventListener("mousedown", onPress);
 
   // -- from the other layer, the data model and the kernel ------------------------------------------
   data.on("simviz:hover", (message) => {
@@ -181,7 +192,11 @@ export async function renderHoverLayer({ model, el }) {
     shown = null;
     paint();
   }, listening);
-  data.on("change:payload", load, listening);
+  data.on("change:payload", () => load().catch((error) => {
+    console.error("simviz hover layer: cannot show this explanation", error);
+    layer = null;
+    paint();
+  }), listening);
   data.on("change:look", () => {
     if (!layer) return;
     readLook();
@@ -189,13 +204,21 @@ export async function renderHoverLayer({ model, el }) {
   }, listening);
   data.on("comm_live_update", paint, listening);
 
-  await load();
-  return () => {
+  const cleanup = () => {
     disposed = true;
     cancelPending();
     data.off(null, null, listening);
     el.removeEventListener("mousemove", onMove);
     el.removeEventListener("mouseleave", onLeave);
+    el.removeEventListener("mousedown", onPress);
     canvas.remove();
   };
+  try {
+    await load();
+  } catch (error) {  // a payload this module cannot read: stay transparent; the kernel keeps hover
+    console.error("simviz hover layer: cannot show this explanation", error);
+    layer = null;
+    paint();
+  }
+  return cleanup;
 }

@@ -162,7 +162,8 @@ export function mountPairView(el, raw) {
       pin.contribution = viewValueAtPixel(map.values, map.shape, p.sides[source].image, row, col);
       pin.relevance = !p.sums_to_score;
     }
-    if (pin.contribution !== null && !pin.relevance && Math.abs(p.score) > 1e-12) {
+    // A share of the score only where the maps split it (a decomposition), as HoverLogic.pin_lines.
+    if (pin.contribution !== null && p.sums_to_score && Math.abs(p.score) > 1e-12) {
       pin.share = (100 * pin.contribution) / p.score;
     }
     return pin;

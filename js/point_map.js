@@ -233,7 +233,7 @@ export function pointScale(values, reading, readings, cmap = null) {
   renderCheckChoice(reading, renderReadings, "pointScale reading");
   const style = readings && readings[reading];
   if (!style) throw new Error(`pointScale readings.${reading}: missing`);
-  const mode = reading === "correspondence" ? "minmax" : "symmetric";
+  const mode = style.mode;  // "symmetric" (contribution) or "minmax" (correspondence): web.scales
   const [lo, hi] = normalizeLimits(values, mode);
   return { cmap: cmap || style.cmap, mode, lo, hi, meaning: style.meaning };
 }

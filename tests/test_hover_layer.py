@@ -31,6 +31,12 @@ def layer_report(viewer, source, row, col, *, generation=None, stamp=None):
     viewer.browser._on_message(source, viewer.browser.layers[source], content, [])
 
 
+def layer_ready(viewer, generation=None):
+    """What a hover layer sends once it has drawn the payload of ``generation`` (default: current)."""
+    generation = viewer.browser.generation if generation is None else generation
+    viewer.browser._on_message("query", None, {"type": "ready", "generation": generation}, [])
+
+
 @pytest.fixture
 def explanation():
     return make_explanation()
@@ -38,7 +44,30 @@ def explanation():
 
 @pytest.fixture
 def viewer(explanation):
-    return PairViewer.from_explanation(explanation, size=320)
+    v = PairViewer.from_explanation(explanation, size=320)
+    layer_ready(v)
+    return v
+
+
+def moves_watched(viewer) -> int:
+    return [list(event.watched_events) for event in viewer._events].count(["mousemove"])
+
+
+def test_the_kernel_draws_hovers_until_a_layer_is_ready(explanation, commands):
+    """Where the layer cannot run (no anywidget front-end), hover must keep working."""
+    v = PairViewer.from_explanation(explanation, size=320)
+    assert v.browser.wanted and not v.browser.active and moves_watched(v) == 2
+    commands.clear()
+    move(v, "query", 100, 50)
+    assert commands.images(v.reference_canvas[1])  # drawn by the kernel
+    layer_ready(v, generation=v.browser.generation - 1)  # a layer still on an older explanation
+    assert not v.browser.active
+    commands.clear()
+    layer_ready(v)
+    assert v.browser.active and moves_watched(v) == 0
+    # the point map the kernel drew goes back to the rest view (the page draws hovers now)
+    assert [c["name"] for c in commands.on(v.reference_canvas[1])].count("putImageData") == 1
+    assert commands.last_image(v.reference_canvas[1]).shape[:2] == (5 * 3, 9 * 3)  # the 5x9 overall map, x3
 
 
 def test_payload_goes_to_the_page_once_as_binary_buffers(viewer, explanation):
@@ -84,6 +113,7 @@ def test_reports_about_an_older_explanation_are_dropped(viewer, explanation):
     viewer.set_explanation(make_explanation(seed=3))
     assert viewer.browser.generation == old_generation + 1
     assert viewer.browser.data.payload["generation"] == viewer.browser.generation
+    layer_ready(viewer)
     layer_report(viewer, "query", 100, 50, generation=old_generation)
     assert viewer.hovered is None
     layer_report(viewer, "query", 100, 50)
@@ -100,8 +130,11 @@ def test_an_older_move_after_a_leave_is_ignored(viewer):
 
 def test_methods_without_point_maps_stay_on_the_kernel_path(commands):
     v = PairViewer.from_explanation(make_explanation(with_p2p=False), size=320)
-    assert not v.browser.active and v.browser.data.payload == {}
-    assert [list(e.watched_events) for e in v._events].count(["mousemove"]) == 2
+    layer_ready(v)
+    payload = v.browser.data.payload
+    assert not v.browser.active and payload["point"] is None  # photos and maps only: the rest view
+    assert payload["sides"]["query"]["photo"][:4] == b"\x89PNG"
+    assert moves_watched(v) == 2
     layer_report(v, "query", 100, 50)  # a layer never reports then; if it did, it is ignored
     assert v.hovered is None
     move(v, "query", 100, 50)
@@ -110,7 +143,8 @@ def test_methods_without_point_maps_stay_on_the_kernel_path(commands):
 
 def test_kernel_mode_draws_every_hover_in_the_kernel(explanation, commands):
     v = PairViewer.from_explanation(explanation, size=320, hover="kernel")
-    assert not v.browser.active and v.browser.data.payload == {}
+    layer_ready(v)
+    assert not v.browser.active and v.browser.data.payload["point"] is None
     commands.clear()
     move(v, "query", 100, 50)
     assert commands.images(v.reference_canvas[1])
@@ -150,8 +184,8 @@ def test_display_writes_the_widget_and_a_static_fallback(viewer, monkeypatch):
     assert f"simviz-fallback-{viewer.model_id}" in html and "<iframe" in html and "srcdoc=" in html
     png = html.split('src="data:image/png;base64,')[1].split('"')[0]
     assert Image.open(io.BytesIO(base64.b64decode(png))).format == "PNG"
-    # the rule that hides the fallback names a class the live widget carries
-    assert f"simviz-live-{viewer.model_id}" in viewer._dom_classes
+    # the rule that hides the fallback names the class the layers put on themselves once drawn
+    assert all(layer.live_class == f"simviz-live-{viewer.model_id}" for layer in viewer.browser.layers.values())
     assert f".simviz-live-{viewer.model_id}" in viewer.live_css() and viewer.live_css() in str(
         [child.value for child in viewer.children[1].children if hasattr(child, "value")])
 
@@ -173,3 +207,17 @@ def test_a_colormap_outside_the_menu_sends_its_lut(viewer):
     viewer.cmap = "twilight"
     assert "twilight" in viewer.browser.data.payload["luts"] and viewer.browser.data.look["cmap"] == "twilight"
     assert viewer.browser.generation == generation  # the same explanation: hover reports stay valid
+
+
+def test_pin_matches_follow_a_new_explanation(viewer):
+    click(viewer, "query", 100, 50)
+    viewer.set_explanation(make_explanation(seed=5))  # same sizes: the pin stays, its match moves
+    layer_ready(viewer)
+    pin = viewer.pins[0]
+    assert tuple(viewer.browser.data.look["pins"][0]["match"]) == viewer.logic.best_match(pin)
+    viewer.set_explanation(make_explanation(seed=5, with_p2p=False))
+    assert viewer.browser.data.look["pins"][0]["match"] is None and moves_watched(viewer) == 2
+    viewer.set_explanation(make_explanation(seed=6))
+    layer_ready(viewer)
+    assert tuple(viewer.browser.data.look["pins"][0]["match"]) == viewer.logic.best_match(pin)
+    assert viewer.browser.active and moves_watched(viewer) == 0

@@ -25,6 +25,7 @@ from simviz_widgets.explain.point_to_point import PointToPoint
 from simviz_widgets.render import colormap_lut, normalize_map, overlay, upsample_bilinear
 from simviz_widgets.render.colormap import map_to_rgba
 from simviz_widgets.render.figure import cell_centre_pixels
+from simviz_widgets.web.payload import point_arrays
 from simviz_widgets.widgets._canvas import event_to_pixel, pixel_to_canvas
 from simviz_widgets.widgets.hover import HoverLogic
 
@@ -204,32 +205,31 @@ def _blend(rng) -> list[dict]:
     return [general, tied, casting, opacity, order]
 
 
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norm, 1e-12)
-
-
-def _point_config(rng, name: str, query_grid, reference_grid, image_sizes, scale: float) -> dict:
-    """One hand-set PointToPoint (K = 6), both encodings, and Python's maps for many pixels."""
+def _point_config(rng, name: str, query_grid, reference_grid, image_sizes, scale: float, vector_width=None) -> dict:
+    """One hand-set PointToPoint (K = 6), both encodings as the payload writes them
+    (web.payload.point_arrays), and Python's maps for many pixels. ``vector_width``: give the
+    correspondence reading its own embedding vectors (as the Euclidean metric does), not the factors."""
     width = 6
     nq, nr = query_grid[0] * query_grid[1], reference_grid[0] * reference_grid[1]
     gq = _short(rng.normal(size=(nq, width)))
     gr = _short(rng.normal(size=(nr, width)))
-    p2p = PointToPoint(gq, gr, scale, tuple(query_grid), tuple(reference_grid))
+    vectors = {}
+    if vector_width:
+        vectors = {"query_vectors": _short(rng.normal(size=(nq, vector_width))),
+                   "reference_vectors": _short(rng.normal(size=(nr, vector_width)))}
+    p2p = PointToPoint(gq, gr, scale, tuple(query_grid), tuple(reference_grid), **vectors)
     photos = {side: np.zeros((*image_sizes[side], 3), np.uint8) for side in SIDES}
     exp = PairExplanation("decomposition", 1.0, photos["query"], photos["reference"], np.zeros(query_grid),
                           np.zeros(reference_grid), True, point_to_point=p2p, completeness_error=0.0)
-    unit_q, unit_r = _unit_rows(p2p.query_factors), _unit_rows(p2p.reference_factors)
-    point = {
-        "grids": {"query": list(query_grid), "reference": list(reference_grid)},
-        "matrix": {"contribution": _floats(p2p.matrix().astype(np.float32)),
-                   "correspondence": _floats((unit_q @ unit_r.T).astype(np.float32))},
-        "factors": {
-            "contribution": {"query": _floats(gq), "reference": _floats(gr), "width": width, "scale": float(scale)},
-            "correspondence": {"query": _floats(unit_q.astype(np.float32)),
-                               "reference": _floats(unit_r.astype(np.float32)), "width": width, "scale": 1.0},
-        },
-    }
+
+    def as_lists(tree):
+        if isinstance(tree, dict):
+            return {key: as_lists(value) for key, value in tree.items()}
+        return _floats(tree) if isinstance(tree, np.ndarray) else tree
+
+    matrix, factors = point_arrays(p2p, "matrix"), point_arrays(p2p, "factors")
+    point = {"grids": {"query": list(query_grid), "reference": list(reference_grid)},
+             "matrix": as_lists(matrix["matrix"]), "factors": as_lists(factors["factors"])}
     maps = []
     for side in SIDES:
         rows, cols = image_sizes[side]
@@ -268,6 +268,8 @@ def _points(rng) -> list[dict]:
     return [
         _point_config(rng, "grids 3x4 / 2x5", (3, 4), (2, 5), {"query": (30, 41), "reference": (20, 50)}, 0.37),
         _point_config(rng, "grids 1x5 / 4x2", (1, 5), (4, 2), {"query": (17, 64), "reference": (48, 24)}, 2.5),
+        _point_config(rng, "own vectors (euclidean)", (2, 3), (3, 3), {"query": (20, 30), "reference": (30, 30)},
+                      0.8, vector_width=4),
     ]
 
 
@@ -419,7 +421,7 @@ def fixtures_text() -> str:
 
 def test_fixtures_are_current():
     text = fixtures_text()
-    assert len(text.encode()) < 300_000, "js/test/fixtures.json grew past ~300 KB; keep the cases small"
+    assert len(text.encode()) < 350_000, "js/test/fixtures.json grew past ~350 KB; keep the cases small"
     if os.environ.get(REGENERATE_ENV) == "1":
         FIXTURES.parent.mkdir(parents=True, exist_ok=True)
         FIXTURES.write_text(text, encoding="utf-8")
@@ -455,3 +457,15 @@ def test_node_suite():
     if result.returncode != 0:
         pytest.fail(f"node --test js/ exited with {result.returncode}:\n{result.stdout}\n{result.stderr}",
                     pytrace=False)
+
+
+def test_pin_colours_match_python():
+    """js/draw.js keeps its own copy of the pin colours (its CSS needs the count at load time)."""
+    import re
+
+    from simviz_widgets.widgets.state import PIN_COLOURS
+
+    text = (REPO_ROOT / "js" / "draw.js").read_text()
+    match = re.search(r"VIEW_PIN_COLOURS = \[([^\]]*)\]", text)
+    assert match, "VIEW_PIN_COLOURS not found in js/draw.js"
+    assert tuple(re.findall(r'"(#[0-9a-fA-F]{6})"', match.group(1))) == PIN_COLOURS

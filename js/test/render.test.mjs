@@ -327,7 +327,8 @@ describe("pointScale", () => {
     }
   });
   test("known answers", () => {
-    const readings = { contribution: { cmap: "RdBu_r", meaning: "c" }, correspondence: { cmap: "viridis", meaning: "m" } };
+    const readings = { contribution: { cmap: "RdBu_r", mode: "symmetric", meaning: "c" },
+      correspondence: { cmap: "viridis", mode: "minmax", meaning: "m" } };
     assert.deepEqual(pointScale(f32([-1, 0.5]), "contribution", readings),
       { cmap: "RdBu_r", mode: "symmetric", lo: -1, hi: 1, meaning: "c" });
     assert.deepEqual(pointScale(f32([0.25, 0.75]), "correspondence", readings, "gray"),

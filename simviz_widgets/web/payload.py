@@ -139,12 +139,13 @@ def _pin_entry(pin) -> dict:
 def explanation_payload(explanation, *, size: int = 320, cmap: str | None = None, alpha: float = DEFAULT_ALPHA,
                         reading: str = "contribution", pins=(), show_overall: bool = True, show_peak: bool = True,
                         generation: int = 0, binary: str = "base64", cmaps=CMAP_CHOICES,
-                        encoding: str | None = None) -> dict:
+                        encoding: str | None = None, point: bool = True) -> dict:
     """The payload of ``explanation`` for js/ (format: js/README.md).
 
     ``size``: display pixels of each image's longer side. ``binary``: "base64" (a page's JSON) or
     "bytes" (widget traits, sent as binary buffers). ``cmaps``: colormaps the page may switch to
     (their LUTs are included, 1 KB each). ``pins``: dicts with source, row, col, colour and match.
+    ``point``: include the point-to-point part (False: the page shows overall maps only).
     """
     exp = check_instance(explanation, "explanation", Explanation,
                          "PairExplanation (from simviz_widgets.explain(model, query, reference))")
@@ -171,8 +172,9 @@ def explanation_payload(explanation, *, size: int = 320, cmap: str | None = None
             "map": {"shape": list(values.shape), "values": values.astype(np.float32)} if exp.has_map(side) else None,
             "missing": None if exp.has_map(side) else f"n/a: {exp.method} gives no map for the {side} image",
         }
+    include_point = check_bool(point, "point")
     point = None
-    if exp.point_to_point is not None:
+    if include_point and exp.point_to_point is not None:
         p2p = exp.point_to_point
         point = {"grids": {"query": list(p2p.query_grid), "reference": list(p2p.reference_grid)},
                  "readings": styles, **point_arrays(p2p, encoding)}

@@ -54,6 +54,9 @@ class HoverLayer(anywidget.AnyWidget):
     data = traitlets.Instance(HoverData).tag(sync=True, **widgets.widget_serialization)
     #: how often (at most) the browser tells the kernel the hovered point, in ms
     throttle_ms = traitlets.Int(100).tag(sync=True)
+    #: a class the layer puts on itself once it has drawn: it hides the viewer's static fallback
+    #: (viewer_export.py), so a layer that cannot render leaves the fallback in view
+    live_class = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, **kwargs):
         # The module is read per instance: a developer editing js/ sees it in the next viewer.
@@ -63,51 +66,64 @@ class HoverLayer(anywidget.AnyWidget):
 
 class BrowserHover:
     """The viewer's browser hover layers: ``layers[side]`` go into the event pads; ``receive(side,
-    event)`` gets each throttled hover the browser reports (for the current explanation only)."""
+    event)`` gets each throttled hover the browser reports (for the current explanation only);
+    ``on_ready()`` is called when a layer says it has the current explanation and draws hovers.
 
-    def __init__(self, logic, *, mode: str, size: int, receive):
+    The payload goes to the layers in both modes (without a kernel they paint the photos and maps
+    themselves); its point-to-point part only in "browser" mode. The kernel stops drawing hovers
+    only once a layer reports ready for the current generation, so where the layer cannot run
+    (no anywidget front-end) hover stays on the kernel path."""
+
+    def __init__(self, logic, *, mode: str, size: int, receive, on_ready, live_class: str = ""):
         self.logic = logic
         self.mode = mode
         self.size = size
         self.generation = 0
+        self.ready_generation = -1
         self.data = HoverData()
-        self.layers = {side: HoverLayer(side=side, data=self.data) for side in SIDES}
-        self._receive = receive
+        self.layers = {side: HoverLayer(side=side, data=self.data, live_class=live_class) for side in SIDES}
+        self._receive, self._on_ready = receive, on_ready
         for side, layer in self.layers.items():
             layer.on_msg(partial(self._on_message, side))
 
     @property
-    def active(self) -> bool:
-        """Whether the browser draws hovers now (the explanation has a point-to-point part)."""
+    def wanted(self) -> bool:
+        """Whether the browser should draw hovers: "browser" mode and a point-to-point part."""
         return self.mode == "browser" and self.logic.has_point_maps
+
+    @property
+    def active(self) -> bool:
+        """Whether the browser draws hovers now (wanted, and a layer has the current explanation)."""
+        return self.wanted and self.ready_generation == self.generation
 
     def set_explanation(self, look: dict) -> None:
         """Send the new explanation (a new generation: older hover reports are dropped)."""
         self.generation += 1
-        if not self.active:
-            with self.data.hold_sync():  # an empty payload: the layers stay transparent and silent
-                self.data.payload, self.data.look = {}, look
-            return
         self._send(look)
 
     def _send(self, look: dict) -> None:
         payload = explanation_payload(self.logic.explanation, size=self.size, cmap=look["cmap"],
                                       alpha=look["alpha"], reading=look["reading"], generation=self.generation,
-                                      binary="bytes")
+                                      binary="bytes", point=self.wanted)
         with self.data.hold_sync():
             self.data.payload = payload
             self.data.look = look
 
     def set_look(self, look: dict) -> None:
-        if self.active and look["cmap"] and look["cmap"] not in self.data.payload.get("luts", {}):
+        if look["cmap"] and look["cmap"] not in self.data.payload.get("luts", {}):
             self._send(look)  # a colormap outside the menu: the page needs its LUT
         elif self.data.look != look:
             self.data.look = look
 
     def _on_message(self, side: str, _widget, content, _buffers) -> None:
-        if not isinstance(content, dict) or content.get("generation") != self.generation or not self.active:
-            return  # about an explanation no longer shown (or not a hover report)
-        self._receive(side, content)
+        if not isinstance(content, dict) or content.get("generation") != self.generation:
+            return  # about an explanation no longer shown (or not a message of ours)
+        if content.get("type") == "ready":
+            if self.ready_generation != self.generation:
+                self.ready_generation = self.generation
+                self._on_ready()
+        elif self.active:
+            self._receive(side, content)
 
     def close(self) -> None:
         for layer in self.layers.values():

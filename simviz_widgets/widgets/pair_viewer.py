@@ -112,7 +112,8 @@ class PairViewer(ViewerExports, widgets.VBox):
         self._closed = False
         exp = session.explanation
         self.logic = HoverLogic(exp, canvas_size=size, state=state, reading=reading, cmap=cmap)
-        self.browser = BrowserHover(self.logic, mode=hover, size=size, receive=self._receive)
+        self.browser = BrowserHover(self.logic, mode=hover, size=size, receive=self._receive,
+                                    on_ready=self._on_browser_ready, live_class=f"{LIVE_CLASS}-{self.model_id}")
         self.drawing = PairCanvases(self.logic, alpha=alpha, browser=self.browser)
         self._canvases, self._pads = self.drawing.canvases, self.drawing.pads
         self.query_canvas, self.reference_canvas = self._canvases["query"], self._canvases["reference"]
@@ -130,7 +131,6 @@ class PairViewer(ViewerExports, widgets.VBox):
         self.children = [self.score_label, self.drawing.images_box(self.live_css()), self.colorbar, self.status_label,
                          self.job_label, self.controls.box, self.pin_list]
         self.add_class("simviz-pair-viewer")
-        self.add_class(f"{LIVE_CLASS}-{self.model_id}")
 
         self.cmap, self.alpha, self.reading = cmap, alpha, reading
         traitlets.link((self.opacity_slider, "value"), (self, "alpha"))
@@ -336,14 +336,22 @@ class PairViewer(ViewerExports, widgets.VBox):
             self.session.set_explanation(exp)
             return
         self.logic.set_explanation(exp)
-        self.browser.set_explanation(self.look())
         self.drawing.set_explanation()
+        self.browser.set_explanation(self.look())  # after the drawing's pin matches are recomputed
+        self.drawing.watch_moves()
         self._sync_menu()
         self.controls.show_readings(exp.point_to_point is not None)
         self.score_label.value = self.logic.score_html()
         self.status_label.value = ""
         self.pin_list.value = self.logic.pins_html()
         self.drawing.redraw()
+
+    def _on_browser_ready(self) -> None:
+        # The page draws hovers from now on: moves stop coming through ipyevents, and a point map
+        # the kernel drew before (hovered before the layer was ready) goes back to the rest view.
+        self.drawing.watch_moves()
+        self.drawing.redraw_maps()
+        self.drawing.draw_cursors()
 
     def _on_session_method(self, _change) -> None:
         self._sync_menu()

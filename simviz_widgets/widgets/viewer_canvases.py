@@ -83,14 +83,13 @@ class PairCanvases:
                 resize_event_pad(self.pads[side], (rows, cols))
         self.photos = {s: photo_rgba(exp.image(s), self.logic.geometry[s].canvas) for s in SIDES}
         self.matches = {pin: self.logic.best_match(pin) for pin in self.logic.state.pins}
-        self._watch_moves()
 
     @property
     def browser_active(self) -> bool:
         """Whether the browser draws hovers (point maps, crosshair, peak) for this explanation."""
         return self.browser is not None and self.browser.active
 
-    def _watch_moves(self) -> None:
+    def watch_moves(self) -> None:
         # With the browser drawing hovers, the kernel hears moves from the hover layer at a low
         # rate; ipyevents then watches only leaves and clicks.
         watched = [] if self.browser_active else ["mousemove"]
@@ -122,7 +121,7 @@ class PairCanvases:
             events.extend((moves, others))
             self._move_events.append(moves)
             self.canvases[side].on_client_ready(self.redraw)
-        self._watch_moves()
+        self.watch_moves()
         return events
 
     def close(self) -> None:

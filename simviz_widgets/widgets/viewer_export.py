@@ -4,14 +4,13 @@ shows where the widget cannot render.
 A displayed viewer writes two outputs: the widget, and a static fallback — the standalone page
 (live hover, both readings, colormaps, pins; nothing fetched) in an ``<iframe srcdoc>`` over the
 PNG. While the widget renders (live kernel, or saved widget state) a CSS rule the widget carries
-hides the fallback (``:has()``); where it does not (a notebook saved without widget state, nbconvert
+hides the fallback (``:has()``: the hover layers carry the class it names once they have drawn);
+where it does not (a notebook saved without widget state, nbconvert
 HTML without network, any front-end without the widget extension) the fallback is what a reader
 sees. JupyterLab's sanitiser drops iframes from untrusted (reopened) outputs but keeps the PNG.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from ..checks import check_path
 from ..web.export import page_title
@@ -59,12 +58,12 @@ class ViewerExports:
         """The viewer as one self-contained HTML page (images, maps, point-to-point data and js/
         inlined; hover, readings, colormaps and pins work offline, from a double-click).
         Returns the page, or writes it to ``path`` and returns that Path."""
+        path = None if path is None else check_path(path, "path")  # checked before any work
         page = standalone_html(self.page_payload(), title=page_title(self.explanation))
         if path is None:
             return page
-        path = check_path(path, "path")
-        Path(path).write_text(page, encoding="utf-8")
-        return Path(path)
+        path.write_text(page, encoding="utf-8")
+        return path
 
     def static_fallback_html(self) -> str:
         """The notebook fallback: the page in an iframe over the PNG, hidden while the widget renders."""

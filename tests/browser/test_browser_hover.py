@@ -317,7 +317,6 @@ def test_delayed_stock_server_browser_hover(delayed_notebook, delayed_lab_server
     assert 1 <= len(comm) <= bound, (
         f"{len(comm)} messages to the kernel for {len(moves)} moves in {result['elapsed_ms']:.0f} ms "
         f"(throttle {throttle_ms} ms allows {bound:.0f})")
-    assert len(comm) <= len(moves) / 2, f"{len(comm)} messages to the kernel for {len(moves)} moves"
     assert not any(message["ipycanvasMouse"] for message in sent)
 
     # The kernel's viewer.hovered follows the last point (it arrives with the trailing message).
