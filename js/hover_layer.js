@@ -112,20 +112,23 @@ export async function renderHoverLayer({ model, el }) {
     // this explanation's hovers are drawn here from now on.
     const liveClass = model.get("live_class");
     if (liveClass) el.classList.add(liveClass);
-    send({ type: "ready", generation: payload.generation });
+    tell({ type: "ready", generation: payload.generation });  // not a hover: no throttle window
   }
 
   // -- to the kernel: the hovered point, leading + trailing throttle ---------------------------------
   let lastSent = -Infinity;
   let timer = null;
   let pending = null;
-  function send(message) {
+  function tell(message) {
     if (!live()) return;
     try {
       model.send(message);
     } catch (error) {
-      console.warn("simviz hover layer: could not tell the kernel the hovered point", error);
+      console.warn("simviz hover layer: could not send the kernel", message.type, error);
     }
+  }
+  function send(message) {  // a hover report: it opens a throttle window
+    tell(message);
     lastSent = performance.now();
   }
   function flush() {

@@ -232,7 +232,12 @@ def open_layers(page, tmp_path, exp, *, live=True, look=None):
 
 
 def sent(page, side):
-    return page.evaluate(f"() => window.__layers.layers.{side}.model.sent")
+    """The hover reports ``side``'s layer sent the kernel (its "ready" messages apart: see ``readies``)."""
+    return [m for m in page.evaluate(f"() => window.__layers.layers.{side}.model.sent") if m["type"] != "ready"]
+
+
+def readies(page, side):
+    return [m for m in page.evaluate(f"() => window.__layers.layers.{side}.model.sent") if m["type"] == "ready"]
 
 
 def move_over(page, side, y, x):
@@ -258,6 +263,7 @@ def test_hover_layers_paint_the_other_image_and_tell_the_kernel_slowly(page, tmp
     open_layers(page, tmp_path, exp, look={"pins": [pin]})
     for side in ("query", "reference"):  # at rest the kernel's canvases show through
         assert (canvas_rgba(page, f".simviz-{side}-hover")[..., 3] == 0).all()
+        assert readies(page, side) == [{"type": "ready", "generation": 0}]  # drawn: the kernel may stop drawing
 
     move_over(page, "query", 9, 29)  # image pixel (4.0, 14.0)
     mine = canvas_rgba(page, ".simviz-query-hover")
@@ -291,6 +297,12 @@ def test_hover_layers_paint_the_other_image_and_tell_the_kernel_slowly(page, tmp
     for side in ("query", "reference"):
         assert (canvas_rgba(page, f".simviz-{side}-hover")[..., 3] == 0).all()
 
+    page.wait_for_timeout(250)
+    dispatch(page, "query", [("mousemove", 12, 20), ("mousemove", 14, 20), ("mousedown", 14, 20)])
+    # a press sends the pending report at once: the kernel's hovered point is not older than the pin
+    messages = sent(page, "query")
+    assert len(messages) == 6 and messages[-1]["relativeY"] == pytest.approx(28, abs=1)
+
     page.evaluate("() => window.__layers.layers.query.cleanup()")
     page.evaluate("() => window.__layers.layers.reference.cleanup()")
     assert page.evaluate("() => window.__layers.data.handlers.length") == 0
@@ -310,7 +322,7 @@ def test_hover_layer_without_a_kernel_paints_the_rest_view(page, tmp_path):
                                                                                           rest))
     page.evaluate("() => window.__layers.data.set('look', {...window.__layers.data.get('look'), alpha: 0.3})")
     page.mouse.move(500, 500)
-    assert sent(page, "query") == [] and sent(page, "reference") == []  # no kernel, nothing sent
+    assert all(sent(page, side) == readies(page, side) == [] for side in ("query", "reference"))  # no kernel
     np.testing.assert_array_equal(
         canvas_rgba(page, ".simviz-query-hover")[..., :3],
         overlay(photo_rgba(exp.query, (SIZE, SIZE))[..., :3], exp.query_map, alpha=0.3, cmap=rest.cmap,
