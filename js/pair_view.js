@@ -207,7 +207,7 @@ export function mountPairView(el, raw) {
       state.status = "";
       status.replaceChildren(viewElement("span", "sv-hint", null, point
         ? "hover a point of either image to see what it matches in the other; click to pin it"
-        : `method '${p.method}' gives overall maps only; click a point to pin it`));
+        : `${p.point_note || `method '${p.method}' gives overall maps only`}; click a point to pin it`));
       showScale(overallScale());
       return;
     }
@@ -218,7 +218,7 @@ export function mountPairView(el, raw) {
     if (!point) {
       paintRest(other);
       state.peak = null;
-      text += ` \u00b7 method '${p.method}' gives overall maps only`;
+      text += ` \u00b7 ${p.point_note || `method '${p.method}' gives overall maps only`}`;
       showScale(overallScale());
     } else {
       const { values, grid } = pointMapOf(side, row, col, state.reading);

@@ -221,3 +221,13 @@ def test_pin_matches_follow_a_new_explanation(viewer):
     layer_ready(viewer)
     assert tuple(viewer.browser.data.look["pins"][0]["match"]) == viewer.logic.best_match(pin)
     assert viewer.browser.active and moves_watched(viewer) == 0
+
+
+def test_a_point_part_too_big_to_send_stays_on_the_kernel_path(explanation, monkeypatch):
+    import simviz_widgets.widgets.hover_layer as hover_layer
+
+    monkeypatch.setattr(hover_layer, "MAX_POINT_BYTES", 1000)  # this explanation's part is ~12 KB
+    v = PairViewer.from_explanation(explanation, size=320)
+    layer_ready(v)
+    assert not v.browser.wanted and not v.browser.active and v.browser.data.payload["point"] is None
+    assert moves_watched(v) == 2

@@ -15,7 +15,7 @@ from simviz_widgets.checks import InputError, InputTypeError
 from simviz_widgets.explain.base import PairExplanation, PointToPoint
 from simviz_widgets.render import colormap_lut
 from simviz_widgets.web.display import display_size, photo_rgba
-from simviz_widgets.web.payload import explanation_payload, payload_nbytes, point_arrays
+from simviz_widgets.web.payload import explanation_payload, payload_nbytes, point_arrays, point_nbytes
 from simviz_widgets.web.scales import overall_scale
 
 
@@ -150,3 +150,25 @@ def test_bad_options_are_refused_by_name(bad, error):
 def test_not_an_explanation():
     with pytest.raises(InputTypeError, match="explanation"):
         explanation_payload({"method": "decomposition"})
+
+
+def test_point_part_over_the_limit_is_left_out_and_said_so():
+    exp = _explanation()
+    size = point_nbytes(exp.point_to_point)
+    assert size == payload_nbytes(explanation_payload(exp, binary="bytes"))["point"]
+    kept = explanation_payload(exp, max_point_bytes=size)
+    assert kept["point"] is not None and kept["point_note"] is None
+    left = explanation_payload(exp, max_point_bytes=size - 1)
+    assert left["point"] is None and "left out" in left["point_note"] and "overall maps only" in left["point_note"]
+    assert explanation_payload(exp, max_point_bytes=None)["point"] is not None
+
+
+def test_notebook_display_caps_the_point_part_but_a_file_does_not(tmp_path):
+    from simviz_widgets.web.export import DISPLAY_POINT_BYTES
+
+    big = _explanation(grids=((24, 24), (24, 24)), k=1024, sizes=((48, 48), (48, 48)))
+    assert point_nbytes(big.point_to_point) > DISPLAY_POINT_BYTES  # 2 x 576 x 576 float32 = 2.65 MB
+    display = big._repr_html_()
+    assert "left out of this page" in display
+    page = big.to_html(tmp_path / "big.html").read_text(encoding="utf-8")
+    assert "left out of this page" not in page and '"encoding":"matrix"' in page.replace(" ", "")

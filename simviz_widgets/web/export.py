@@ -14,7 +14,7 @@ from .page import iframe_html, page_size, standalone_html
 from .payload import DEFAULT_ALPHA, explanation_payload
 from .scales import overall_scale
 
-__all__ = ["page_title", "resting_png", "write_explanation_page", "explanation_iframe"]
+__all__ = ["page_title", "resting_png", "write_explanation_page", "explanation_iframe", "DISPLAY_POINT_BYTES"]
 
 
 def page_title(explanation) -> str:
@@ -38,7 +38,8 @@ def write_explanation_page(explanation, path=None, *, size: int = 320, cmap: str
                            alpha: float = DEFAULT_ALPHA, reading: str = "contribution"):
     """The standalone page of ``explanation`` (str), or written to ``path`` (returns the Path)."""
     path = None if path is None else check_path(path, "path")  # checked before any work
-    payload = explanation_payload(explanation, size=size, cmap=cmap, alpha=alpha, reading=reading)
+    payload = explanation_payload(explanation, size=size, cmap=cmap, alpha=alpha, reading=reading,
+                                  max_point_bytes=None)
     page = standalone_html(payload, title=page_title(explanation))
     if path is None:
         return page
@@ -46,11 +47,17 @@ def write_explanation_page(explanation, path=None, *, size: int = 320, cmap: str
     return path
 
 
+#: Point-to-point data a notebook display carries at most (it is stored in the notebook, base64):
+#: grids up to about 20x20 cells; larger ones show overall maps only there (to_html has no such cap).
+DISPLAY_POINT_BYTES = 2 * 2**20
+
+
 def explanation_iframe(explanation, *, size: int = 320, cmap: str | None = None, alpha: float = DEFAULT_ALPHA,
                        reading: str = "contribution") -> str:
     """The notebook display: the page in an iframe (live where outputs are trusted: a running
     notebook, nbconvert HTML) over the resting PNG (what a reopened, untrusted notebook keeps)."""
-    payload = explanation_payload(explanation, size=size, cmap=cmap, alpha=alpha, reading=reading)
+    payload = explanation_payload(explanation, size=size, cmap=cmap, alpha=alpha, reading=reading,
+                                  max_point_bytes=DISPLAY_POINT_BYTES)
     page = standalone_html(payload, title=page_title(explanation))
     return iframe_html(page, fallback_png=resting_png(explanation, size=size, cmap=cmap, alpha=alpha),
                        size=page_size(payload))

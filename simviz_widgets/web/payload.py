@@ -32,9 +32,13 @@ from ..render import colormap_lut
 from .display import display_size, photo_rgba
 from .scales import CMAP_CHOICES, overall_scale, reading_styles
 
-__all__ = ["explanation_payload", "point_arrays", "payload_nbytes", "FORMAT", "DEFAULT_ALPHA"]
+__all__ = ["explanation_payload", "point_arrays", "point_nbytes", "payload_nbytes", "FORMAT", "DEFAULT_ALPHA",
+           "MAX_POINT_BYTES"]
 
 FORMAT = 1
+#: The most point-to-point data a payload carries by default (16 MiB: a 28x28 grid's 4.9 MB fits);
+#: notebook displays, stored in the notebook file, take less (web/export.py).
+MAX_POINT_BYTES = 16 * 2**20
 #: Peak opacity of every map (value-following opacity; see simviz_widgets/widgets/_canvas.py).
 DEFAULT_ALPHA = 0.8
 BINARY_FORMS = ("base64", "bytes")
@@ -90,6 +94,13 @@ def point_arrays(p2p, encoding: str | None = None) -> dict:
     }}
 
 
+def point_nbytes(p2p) -> int:
+    """Bytes the point-to-point part takes in a payload (the smaller encoding), before base64."""
+    nq, nr = (g[0] * g[1] for g in (p2p.query_grid, p2p.reference_grid))
+    factors = (nq + nr) * (p2p.query_factors.shape[1] + p2p.query_vectors.shape[1])
+    return 4 * min(2 * nq * nr, factors)
+
+
 def _png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels[..., :3])).save(buffer, format="PNG", compress_level=6)
@@ -139,13 +150,16 @@ def _pin_entry(pin) -> dict:
 def explanation_payload(explanation, *, size: int = 320, cmap: str | None = None, alpha: float = DEFAULT_ALPHA,
                         reading: str = "contribution", pins=(), show_overall: bool = True, show_peak: bool = True,
                         generation: int = 0, binary: str = "base64", cmaps=CMAP_CHOICES,
-                        encoding: str | None = None, point: bool = True) -> dict:
+                        encoding: str | None = None, point: bool = True,
+                        max_point_bytes: int | None = MAX_POINT_BYTES) -> dict:
     """The payload of ``explanation`` for js/ (format: js/README.md).
 
     ``size``: display pixels of each image's longer side. ``binary``: "base64" (a page's JSON) or
     "bytes" (widget traits, sent as binary buffers). ``cmaps``: colormaps the page may switch to
     (their LUTs are included, 1 KB each). ``pins``: dicts with source, row, col, colour and match.
     ``point``: include the point-to-point part (False: the page shows overall maps only).
+    ``max_point_bytes``: leave the point-to-point part out (saying so in ``point_note``) when it
+    would take more (None: no limit); a 28x28 grid takes 4.9 MB.
     """
     exp = check_instance(explanation, "explanation", Explanation,
                          "PairExplanation (from simviz_widgets.explain(model, query, reference))")
@@ -173,8 +187,15 @@ def explanation_payload(explanation, *, size: int = 320, cmap: str | None = None
             "missing": None if exp.has_map(side) else f"n/a: {exp.method} gives no map for the {side} image",
         }
     include_point = check_bool(point, "point")
-    point = None
-    if include_point and exp.point_to_point is not None:
+    if max_point_bytes is not None:
+        max_point_bytes = check_int(max_point_bytes, "max_point_bytes", minimum=0)
+    point, point_note = None, None
+    if include_point and exp.point_to_point is not None and max_point_bytes is not None \
+            and point_nbytes(exp.point_to_point) > max_point_bytes:
+        size = point_nbytes(exp.point_to_point)
+        point_note = (f"point maps left out of this page ({size / 1e6:.1f} MB of data, over its "
+                      f"{max_point_bytes / 1e6:.1f} MB limit): overall maps only")
+    elif include_point and exp.point_to_point is not None:
         p2p = exp.point_to_point
         point = {"grids": {"query": list(p2p.query_grid), "reference": list(p2p.reference_grid)},
                  "readings": styles, **point_arrays(p2p, encoding)}
@@ -189,7 +210,7 @@ def explanation_payload(explanation, *, size: int = 320, cmap: str | None = None
         "luts": {name: colormap_lut(name) for name in sorted(names)},
         "overall": {"cmap": overall.cmap, "mode": overall.mode, "lo": overall.lo, "hi": overall.hi,
                     "meaning": overall.meaning},
-        "sides": sides, "point": point,
+        "sides": sides, "point": point, "point_note": point_note,
         "pins": [_pin_entry(pin) for pin in pins],
     }
     return _encode(payload, binary)

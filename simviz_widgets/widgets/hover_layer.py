@@ -23,7 +23,7 @@ import traitlets
 
 from ..explain.base import SIDES
 from ..web.assets import bundle
-from ..web.payload import explanation_payload
+from ..web.payload import MAX_POINT_BYTES, explanation_payload, point_nbytes
 from ._canvas import HOVER_MODES
 
 __all__ = ["HoverData", "HoverLayer", "BrowserHover", "HOVER_MODES", "HOVER_LAYER_CLASS"]
@@ -88,8 +88,11 @@ class BrowserHover:
 
     @property
     def wanted(self) -> bool:
-        """Whether the browser should draw hovers: "browser" mode and a point-to-point part."""
-        return self.mode == "browser" and self.logic.has_point_maps
+        """Whether the browser should draw hovers: "browser" mode and a point-to-point part small
+        enough to send (MAX_POINT_BYTES; larger grids stay on the kernel path)."""
+        exp = self.logic.explanation
+        return (self.mode == "browser" and exp.point_to_point is not None
+                and point_nbytes(exp.point_to_point) <= MAX_POINT_BYTES)
 
     @property
     def active(self) -> bool:

@@ -13,7 +13,7 @@ sees. JupyterLab's sanitiser drops iframes from untrusted (reopened) outputs but
 from __future__ import annotations
 
 from ..checks import check_path
-from ..web.export import page_title
+from ..web.export import DISPLAY_POINT_BYTES, page_title
 from ..web.page import iframe_html, page_size, standalone_html
 from ..web.payload import explanation_payload
 
@@ -47,12 +47,12 @@ class ViewerExports:
         """Both photos with their overall maps and pins as one PNG."""
         return self.drawing.static_png()
 
-    def page_payload(self, *, binary: str = "base64") -> dict:
+    def page_payload(self, *, binary: str = "base64", max_point_bytes: int | None = None) -> dict:
         """The explanation on show as js/ reads it, with this viewer's look and pins."""
         look = self.look()
         return explanation_payload(self.explanation, size=self._size, cmap=look["cmap"], alpha=look["alpha"],
                                    reading=look["reading"], pins=look["pins"], show_overall=look["show_overall"],
-                                   show_peak=look["show_peak"], binary=binary)
+                                   show_peak=look["show_peak"], binary=binary, max_point_bytes=max_point_bytes)
 
     def to_html(self, path=None):
         """The viewer as one self-contained HTML page (images, maps, point-to-point data and js/
@@ -67,7 +67,7 @@ class ViewerExports:
 
     def static_fallback_html(self) -> str:
         """The notebook fallback: the page in an iframe over the PNG, hidden while the widget renders."""
-        payload = self.page_payload()
+        payload = self.page_payload(max_point_bytes=DISPLAY_POINT_BYTES)  # stored in the notebook
         frame = iframe_html(standalone_html(payload, title=page_title(self.explanation)),
                             fallback_png=self.to_png(), size=page_size(payload))
         return f'<div class="{FALLBACK_CLASS} {FALLBACK_CLASS}-{self.model_id}">{frame}</div>'

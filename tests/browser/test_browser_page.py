@@ -168,6 +168,15 @@ def test_page_without_point_maps_or_reference_map(page, tmp_path):
     assert page.console_errors == []
 
 
+def test_page_says_when_point_maps_were_left_out(page, tmp_path):
+    open_page(page, tmp_path, small_explanation(), size=160, max_point_bytes=0)
+    assert page.locator(".sv-reading").is_hidden()
+    page.evaluate("() => document.getElementById('simviz-root').simvizView.hover('query', 4, 14)")
+    status = page.locator(".sv-status").text_content()
+    assert status.startswith("query pixel (4, 14) · point maps left out of this page") and "overall maps only" in status
+    assert page.console_errors == []
+
+
 def test_page_runs_inside_the_sandboxed_iframe(page, tmp_path):
     exp = small_explanation()
     payload = explanation_payload(exp, size=SIZE, alpha=ALPHA, binary="base64")
