@@ -81,15 +81,20 @@ export function drawPhotoImage(photo, [rows, cols]) {
 
 // -- markers (markers.py): positions are canvas (y, x) --------------------------------------------
 
-function drawRing(context, y, x, radius, colour, width) {
-  context.beginPath();
-  context.arc(x, y, radius, 0, 2 * Math.PI);
-  context.lineWidth = width + 2;
+/** Stroke the current path twice: a black outline, then ``colour`` inside it (legible on any photo). */
+function drawOutlined(context, outline, width, colour) {
+  context.lineWidth = outline;
   context.strokeStyle = "black";
   context.stroke();
   context.lineWidth = width;
   context.strokeStyle = colour;
   context.stroke();
+}
+
+function drawRing(context, y, x, radius, colour, width) {
+  context.beginPath();
+  context.arc(x, y, radius, 0, 2 * Math.PI);
+  drawOutlined(context, width + 2, width, colour);
 }
 
 /** A filled dot with a black edge: a pinned point. */
@@ -117,12 +122,7 @@ export function drawCrosshair(context, y, x, radius = 8) {
     context.lineTo(x + dx * 2 * radius, y + dy * 2 * radius);
   }
   context.lineCap = "butt";
-  context.lineWidth = 4;
-  context.strokeStyle = "black";
-  context.stroke();
-  context.lineWidth = 2;
-  context.strokeStyle = "white";
-  context.stroke();
+  drawOutlined(context, 4, 2, "white");
 }
 
 /** A diamond, white inside a black outline: where the hovered point's map peaks. */
@@ -134,12 +134,7 @@ export function drawPeak(context, y, x, radius = 8) {
   context.lineTo(x - radius, y);
   context.closePath();
   context.lineJoin = "miter";
-  context.lineWidth = 5;
-  context.strokeStyle = "black";
-  context.stroke();
-  context.lineWidth = 2.5;
-  context.strokeStyle = "white";
-  context.stroke();
+  drawOutlined(context, 5, 2.5, "white");
 }
 
 /** ``text`` broken at spaces into lines no wider than ``width`` (measured in the context's font). */

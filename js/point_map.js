@@ -96,6 +96,7 @@ export function pointRow(point, source, cellRow, cellCol, reading) {
   const w01 = (1 - fr) * fc;
   const w10 = fr * (1 - fc);
   const w11 = fr * fc;
+  const weights = [w00, w01, w10, w11];
   const i00 = r0 * w + c0;
   const i01 = r0 * w + c1;
   const i10 = r1 * w + c0;
@@ -107,15 +108,8 @@ export function pointRow(point, source, cellRow, cellCol, reading) {
     const nq = source === "query" ? h * w : nOther;
     const nr = source === "query" ? nOther : h * w;
     renderCheckLength(m, nq * nr, `pointRow matrix.${reading}`);
-    if (source === "query") {
-      // a query cell's map is a row of D
-      const a = i00 * nr;
-      const b = i01 * nr;
-      const d = i10 * nr;
-      const e = i11 * nr;
-      for (let j = 0; j < nOther; j++) {
-        out[j] = w00 * m[a + j] + w01 * m[b + j] + w10 * m[d + j] + w11 * m[e + j];
-      }
+    if (source === "query") {  // a query cell's map is a row of D
+      pointMixRows(out, m, [i00 * nr, i01 * nr, i10 * nr, i11 * nr], weights, nOther);
     } else {
       // a reference cell's map is a column of D
       for (let j = 0; j < nOther; j++) {
@@ -135,14 +129,7 @@ export function pointRow(point, source, cellRow, cellCol, reading) {
   const theirs = f[other];
   renderCheckLength(mine, h * w * k, `pointRow factors.${reading}.${source}`);
   renderCheckLength(theirs, nOther * k, `pointRow factors.${reading}.${other}`);
-  const vec = new Float64Array(k);
-  const a = i00 * k;
-  const b = i01 * k;
-  const d = i10 * k;
-  const e = i11 * k;
-  for (let t = 0; t < k; t++) {
-    vec[t] = w00 * mine[a + t] + w01 * mine[b + t] + w10 * mine[d + t] + w11 * mine[e + t];
-  }
+  const vec = pointMixRows(new Float64Array(k), mine, [i00 * k, i01 * k, i10 * k, i11 * k], weights, k);
   const scale = f.scale;
   for (let j = 0; j < nOther; j++) {
     const base = j * k;
@@ -150,6 +137,13 @@ export function pointRow(point, source, cellRow, cellCol, reading) {
     for (let t = 0; t < k; t++) sum += theirs[base + t] * vec[t];
     out[j] = scale * sum; // (scale * (other @ vec)).astype(float32)
   }
+  return out;
+}
+
+/** out[j] = w00 * src[o00 + j] + w01 * src[o01 + j] + w10 * src[o10 + j] + w11 * src[o11 + j] for j < n:
+ * the bilinear mix of four neighbouring cells' rows (in Python's order of terms). */
+function pointMixRows(out, src, [a, b, d, e], [w00, w01, w10, w11], n) {
+  for (let j = 0; j < n; j++) out[j] = w00 * src[a + j] + w01 * src[b + j] + w10 * src[d + j] + w11 * src[e + j];
   return out;
 }
 

@@ -21,17 +21,19 @@ def page_title(explanation) -> str:
     return f"{explanation.method}: {explanation.metric} similarity {explanation.score:.4f}"
 
 
-def resting_png(explanation, *, size: int = 320, cmap: str | None = None, alpha: float = DEFAULT_ALPHA) -> bytes:
-    """Both photos with their overall maps on one scale, as the page shows them at rest (a PNG)."""
+def resting_png(explanation, *, size: int = 320, cmap: str | None = None, alpha: float = DEFAULT_ALPHA,
+                show_overall: bool = True, pins=()) -> bytes:
+    """Both photos with their overall maps on one scale (``show_overall``), as the page shows them
+    at rest, as one PNG; ``pins``: (image index, canvas y, canvas x, colour)."""
     scale = overall_scale(explanation, cmap)
     panels = []
     for side in SIDES:
         photo = photo_rgba(explanation.image(side), display_size(explanation.size(side), size))[..., :3]
-        values = explanation.map(side) if explanation.has_map(side) else None
+        values = explanation.map(side) if show_overall and explanation.has_map(side) else None
         options = {"alpha": alpha, "cmap": scale.cmap, "mode": scale.mode, "vmin": scale.lo, "vmax": scale.hi,
                    "signed": bool(explanation.signed), "alpha_from_value": True}
         panels.append((side, photo, values, options))
-    return composite_png(panels, title=page_title(explanation))
+    return composite_png(panels, title=page_title(explanation), pins=pins)
 
 
 def write_explanation_page(explanation, path=None, *, size: int = 320, cmap: str | None = None,

@@ -18,12 +18,12 @@ from ipycanvas import MultiCanvas
 from ipyevents import Event
 
 from ..explain.base import SIDES, other_side
+from ..web.export import resting_png
 from ._canvas import (
     batched_drawing,
     canvas_style,
     close_multicanvas,
     close_tree,
-    composite_png,
     event_pad,
     overlay_rgba,
     photo_rgba,
@@ -236,17 +236,10 @@ class PairCanvases:
     # -- static form -------------------------------------------------------------------------------
     def static_png(self) -> bytes:
         """Both photos with their overall maps (as at rest) and pins, as one PNG."""
-        exp = self.logic.explanation
-        scale = self.logic.scale()
-        panels = []
-        for side in SIDES:
-            values = exp.map(side) if self.show_overall and exp.has_map(side) else None
-            kwargs = {"alpha": self.alpha, "cmap": scale.cmap, "mode": scale.mode, "vmin": scale.lo,
-                      "vmax": scale.hi, "signed": bool(exp.signed), "alpha_from_value": True}
-            panels.append((side, self.photos[side][..., :3], values, kwargs))
         pins = []
         for pin in self.logic.state.pins:
             geometry = self.logic.geometry[pin.source]
             pins.append((SIDES.index(pin.source), *pixel_to_canvas(pin.row, pin.col, geometry.canvas, geometry.image),
                          pin.colour))
-        return composite_png(panels, title=f"{exp.method}: {exp.metric} similarity {exp.score:.4f}", pins=pins)
+        return resting_png(self.logic.explanation, size=self.logic.canvas_size, cmap=self.logic.cmap,
+                           alpha=self.alpha, show_overall=self.show_overall, pins=pins)

@@ -758,3 +758,11 @@ def open_lab_notebook(page, server: LabServer, name: str, cells: list[str]) -> L
     """Write a notebook of code cells into the server root and open it in JupyterLab."""
     server.write_notebook(name, cells)
     return LabNotebook(page, server, name).open()
+
+
+def run_notebook(page, server: LabServer, name: str, cells: list[str]) -> "LabNotebook":
+    """Write a notebook of code cells into ``server``'s root, open it in ``page``, run all its cells."""
+    server.write_notebook(name, cells)
+    notebook = LabNotebook(page, server, name).open()
+    notebook.run_all()
+    return notebook

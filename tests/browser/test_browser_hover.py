@@ -39,10 +39,10 @@ import pytest
 from lab_harness import (
     REPO_ROOT,
     CanvasDriver,
-    LabNotebook,
     hover_path,
     offline_context,
     private_jupyter_env,
+    run_notebook,
     summary,
     timed_hovers,
 )
@@ -218,9 +218,7 @@ def _python_render(v):
 @pytest.fixture(scope="module")
 def delayed_notebook(module_page, delayed_lab_server):
     name = "delayed_kernel_hover.ipynb"
-    delayed_lab_server.write_notebook(name, DELAYED_CELLS)
-    notebook = LabNotebook(module_page, delayed_lab_server, name).open()
-    notebook.run_all()
+    notebook = run_notebook(module_page, delayed_lab_server, name, DELAYED_CELLS)
     notebook.kernel_exec(PYTHON_RENDER)
     for viewer in (".hv-browser", ".hv-kernel"):
         for side in ("query", "reference"):

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 import pytest
-from lab_harness import LabNotebook, hover_path, summary, timed_hovers
+from lab_harness import hover_path, run_notebook, summary, timed_hovers
 
 pytestmark = pytest.mark.browser
 
@@ -96,9 +96,7 @@ def _cell_centre(cell_row: int, cell_col: int, rows: int, cols: int) -> tuple[in
 @pytest.fixture(scope="module")
 def viewer_notebook(module_page, lab_server):
     name = "viewer_paths.ipynb"
-    lab_server.write_notebook(name, VIEWER_CELLS)
-    notebook = LabNotebook(module_page, lab_server, name).open()
-    notebook.run_all()
+    notebook = run_notebook(module_page, lab_server, name, VIEWER_CELLS)
     for viewer, query, reference in PATHS.values():
         notebook.wait_for_canvas(f"{viewer} .simviz-query-canvas")
         notebook.wait_for_canvas(f"{viewer} .simviz-reference-canvas")
