@@ -21,7 +21,11 @@ __version__ = "0.1.0"
 # Subpackages not imported above (widgets pulls in ipywidgets/ipycanvas/bqplot; the command line and
 # scripts need none of it) load on first attribute access, so `sv.widgets.PairExplorer` works
 # after `import simviz_widgets as sv`.
-_LAZY_SUBPACKAGES = ("widgets", "datasets", "render", "evaluate", "attributes", "cli", "registry", "checks")
+_LAZY_SUBPACKAGES = ("widgets", "datasets", "render", "evaluate", "attributes", "cli", "registry", "checks",
+                     "geometry")
+# Functions of lazy subpackages offered at the top level: sv.correspondences(explanation), ...
+_LAZY_FUNCTIONS = {"correspondences": "geometry", "fit_geometry": "geometry", "orb_matches": "geometry",
+                   "match_pair": "geometry"}
 
 
 def __getattr__(name: str):
@@ -29,11 +33,15 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_FUNCTIONS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY_FUNCTIONS[name]}", __name__), name)
     raise AttributeError(f"module 'simviz_widgets' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_SUBPACKAGES))
+    return sorted(set(globals()) | set(_LAZY_SUBPACKAGES) | set(_LAZY_FUNCTIONS))
 
 __all__ = [
     "SimilarityModel", "PairExplanation", "PreprocessConfig", "explain", "list_methods",
