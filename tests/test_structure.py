@@ -18,6 +18,8 @@ LAYER_RULES = {
     "evaluate": {"widgets", "cli"},
     # the browser side of rendering: explanations -> payloads and pages (explain's to_html calls it)
     "web": {"adapters", "evaluate", "widgets", "attributes", "datasets", "models", "cli"},
+    # matches and transforms from explanations: read by the widgets (cross-view explorer), never reading them
+    "geometry": {"widgets", "cli"},
 }
 WIDGET_MODULE_MAX_LINES = 420
 
@@ -129,6 +131,7 @@ DOMAIN_CHECKS = {
         "check_method_options": "{method: options} that each method's declarations accept",
         "check_metric_needs": "each metric's needs (model, mask, mapping) are available",
     },
+    "geometry/matches.py": {"_check_coarse": "an explanation of the same pair on a coarser grid"},
     "evaluate/metrics.py": {"check_display_mask": "a non-empty mask over the explained (display) image"},
     "evaluate/perturbation_curves.py": {"_check_sizes": "the explanation was computed at this model's input size"},
     "widgets/attribute_panel.py": {"_validate_selected": "traitlets validator: the panel is open"},

@@ -7,6 +7,8 @@ renderings, never torch: the model runs only when a pair, model or method is set
 
 from .attribute_panel import AttributePanel
 from .comparison import MethodComparisonPanel
+from .crossview import CrossViewExplorer
+from .crossview_state import CrossViewState
 from .explorer import PairExplorer
 from .overall_panel import OverallPanel
 from .pair_viewer import PairViewer
@@ -15,3 +17,4 @@ from .state import PIN_COLOURS, HoverState, Pin
 
 __all__ = ["PairViewer", "OverallPanel", "PairExplorer", "HoverState", "Pin", "PIN_COLOURS", "WidgetClosedError"]
 __all__ += ["MethodComparisonPanel", "AttributePanel"]
+__all__ += ["CrossViewExplorer", "CrossViewState"]
