@@ -377,6 +377,29 @@ def test_the_last_pair_wins_whatever_order_the_jobs_finish_in(tiny, pairs, explo
     assert x.explanation is newest and x.computing is None and x.status_label.value == ""
 
 
+def test_a_pending_pair_never_undoes_a_later_model_or_method_choice(tiny, pairs, explorers, monkeypatch):
+    started, release = threading.Event(), threading.Event()
+
+    def gated(method_cls, query, reference, job, *, kind, reading):
+        started.set()
+        release.wait(30)
+        return pair_job(method_cls, query, reference, job, kind=kind, reading=reading)
+
+    monkeypatch.setattr(crossview_module, "pair_job", gated)
+    x = _open(explorers, tiny, *pairs[0], size=96)
+    x.set_pair(*pairs[1])
+    assert started.wait(10)
+    other = sv.load_model("mean_color")
+    x.viewer.set_model(other)  # chosen after the pair job started: it must win
+    x.viewer.wait(30)
+    chosen = x.explanation
+    assert chosen.score == pytest.approx(sv.explain(other, *pairs[0]).score)
+    release.set()
+    x.runner.join_all(30)
+    assert x.explanation is chosen and x.viewer.model is other
+    assert x.computing is None
+
+
 def test_no_trait_is_set_from_a_worker_thread(tiny, pairs, explorers, monkeypatch):
     import traitlets
 

@@ -54,8 +54,13 @@ def test_brain_slice_parameters_are_those_of_the_file_names():
     assert by_name["Rotated10"].rotation_deg == pytest.approx(-10.0)
     assert by_name["R10X13Y17S12"].rotation_deg == pytest.approx(10.0)
     assert by_name["R10X13Y17S12"].scale == pytest.approx(1 / 1.2)
-    rows, cols, _ = by_name["Shifted13x17y"].mapping(np.array([50.0]), np.array([60.0]))
+    shifted = by_name["Shifted13x17y"]
+    rows, cols, _ = shifted.mapping(np.array([50.0]), np.array([60.0]))
     assert (rows[0], cols[0]) == (67.0, 73.0)
+    # The opposite shift must be clearly worse: the direction is tested, not only the magnitude.
+    right, _ = correlation_under_mapping(shifted)
+    shifted.mapping = lambda r, c: (np.asarray(r, float) - 17, np.asarray(c, float) - 13, np.ones(np.shape(r), bool))
+    assert correlation_under_mapping(shifted)[0] < right - 0.2
 
 
 def test_brain_slices_say_how_to_install_them(tmp_path):

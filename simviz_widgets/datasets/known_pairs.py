@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..checks import InputError, check_choice, check_float, check_int, check_sequence
+from ..checks import InputError, check_choice, check_float, check_floats, check_int, check_sequence
 from .photos import load_photo, stereo_motorcycle
 from .views import views
 
@@ -96,6 +96,12 @@ def view_pairs(photos=("chelsea", "coffee", "astronaut", "rocket", "horse", "chi
     photos = check_sequence(photos, "photos")
     kinds = check_sequence(kinds, "kinds", lambda k, label: check_choice(k, label, VIEW_PAIR_KINDS))
     seed = check_int(seed, "seed", minimum=0)
+    angle = check_floats(angle, "angle", length=2, minimum=0.0, maximum=180.0)
+    fraction = check_floats(fraction, "fraction", length=2, above=0.0, maximum=1.0)
+    strength = check_float(strength, "strength", above=0.0, maximum=0.4)
+    for name, (lo, hi) in (("angle", angle), ("fraction", fraction)):
+        if lo > hi:
+            raise InputError(f"{name} is ({lo}, {hi}); expected (low, high) with low <= high")
     rng = np.random.default_rng(seed)
     pairs = []
     for kind in kinds:
@@ -110,8 +116,7 @@ def view_pairs(photos=("chelsea", "coffee", "astronaut", "rocket", "horse", "chi
                 f = float(rng.uniform(*fraction))
                 params, rotation, scale = {"fraction": f}, 0.0, 1.0 / f
             else:
-                params = {"strength": check_float(strength, "strength", above=0.0, maximum=0.4),
-                          "seed": int(rng.integers(1 << 16))}
+                params = {"strength": strength, "seed": int(rng.integers(1 << 16))}
             view = views(image, kind, **params)
             pairs.append(KnownPair(f"{name}/{kind}", kind, image, view.image, view.map_points, rotation, scale,
                                    dict(view.params)))

@@ -41,7 +41,8 @@ class Matches:
     ``query_points`` / ``reference_points``: (N, 2) float pixel (row, col) in the two display
     images; ``strength`` (N,): the similarity that made the match (cosine of the two contributions
     for the "correspondence" reading, in [-1, 1]; higher is stronger); ``distinctiveness`` (N,):
-    best / second-best distance ratio (lower = more distinctive; 1 when there is no second);
+    distance to the best over distance to the best cell outside the 3 x 3 around it (lower = more
+    distinctive; 0 when there is none; 1 for the contribution reading, which has no such test);
     ``query_cells`` / ``reference_cells`` (N,): row-major cell indices (-1 for matches not on a
     grid, e.g. ORB keypoints).
     """
@@ -127,11 +128,19 @@ class Matches:
 
         inliers = None
         if fit is not None:
-            if fit.matches is not self and len(fit.inliers) != len(self):
+            same = fit.matches is self or (len(fit.matches) == len(self)
+                                           and np.array_equal(fit.matches.query_points, self.query_points)
+                                           and np.array_equal(fit.matches.reference_points, self.reference_points))
+            if not same:
                 raise InputError("fit was made from other matches; pass the fit of these matches")
             inliers = fit.inliers
+        what = {"orb": "1 - normalised Hamming distance of the ORB descriptors",
+                "contribution": "the exact share D(i, j) of the score"}.get(
+            self.info.get("method") if self.info.get("method") == "orb" else self.info.get("reading"),
+            "cosine of the two positions' contributions")
         return matches_figure(query_image, reference_image, self.query_points, self.reference_points,
-                              self.strength, inliers=inliers, max_lines=max_lines, title=title)
+                              self.strength, inliers=inliers, max_lines=max_lines, title=title,
+                              strength_label=f"match strength ({what})")
 
     def query_xy(self) -> np.ndarray:
         """Query points as (x, y) = (col, row), the order scikit-image's transforms expect."""
@@ -184,37 +193,53 @@ def _check_coarse(coarse, explanation: PairExplanation, reading: str) -> PairExp
     coarse._require_p2p()
     if reading != "correspondence":
         raise InputError("coarse combines cosines of contributions; use it with reading='correspondence'")
-    if coarse.query_size != explanation.query_size or coarse.reference_size != explanation.reference_size:
-        raise InputError(
-            f"coarse explains images of {coarse.query_size} and {coarse.reference_size} px; expected the same "
-            f"pair as explanation ({explanation.query_size} and {explanation.reference_size} px)"
-        )
+    same = np.array_equal(coarse.query, explanation.query) and np.array_equal(coarse.reference, explanation.reference)
+    if not same:
+        raise InputError("coarse explains other images; expected the same pair as explanation (same display "
+                         "images)")
     return coarse
 
 
 def _refine(sim_row: np.ndarray, best: int, grid: tuple[int, int], how: str,
             temperature: float) -> tuple[float, float]:
-    """Fractional reference cell (row, col) of the match around cell ``best``."""
+    """Fractional cell (row, col) of the peak around cell ``best`` of ``sim_row`` (one cell's
+    similarities over the other grid). Along an axis where ``best`` is an outer cell nothing moves:
+    a window cut by the border could only pull inwards. ``temperature`` is relative to the row's
+    largest magnitude, so the exact contribution reading (values of order 1e-3) refines as the
+    cosines do."""
     h, w = grid
     r0, c0 = divmod(best, w)
     if how == "none":
         return float(r0), float(c0)
     sims = sim_row.reshape(h, w)
+    inner_r, inner_c = 0 < r0 < h - 1, 0 < c0 < w - 1
     if how == "parabola":
         def offset(lo, mid, hi):
             curvature = lo - 2 * mid + hi
             return 0.0 if curvature >= 0 else float(np.clip(0.5 * (lo - hi) / curvature, -0.5, 0.5))
 
-        dr = offset(sims[r0 - 1, c0], sims[r0, c0], sims[r0 + 1, c0]) if 0 < r0 < h - 1 else 0.0
-        dc = offset(sims[r0, c0 - 1], sims[r0, c0], sims[r0, c0 + 1]) if 0 < c0 < w - 1 else 0.0
+        dr = offset(sims[r0 - 1, c0], sims[r0, c0], sims[r0 + 1, c0]) if inner_r else 0.0
+        dc = offset(sims[r0, c0 - 1], sims[r0, c0], sims[r0, c0 + 1]) if inner_c else 0.0
         return r0 + dr, c0 + dc
-    rs = slice(max(r0 - 1, 0), min(r0 + 2, h))
-    cs = slice(max(c0 - 1, 0), min(c0 + 2, w))
+    rs = slice(r0 - 1, r0 + 2) if inner_r else slice(r0, r0 + 1)
+    cs = slice(c0 - 1, c0 + 2) if inner_c else slice(c0, c0 + 1)
     window = sims[rs, cs]
-    weights = np.exp((window - window.max()) / temperature)
+    scale = max(float(np.abs(sim_row).max()), 1e-12)
+    weights = np.exp((window - window.max()) / (temperature * scale))
     weights /= weights.sum()
     rr, cc = np.mgrid[rs, cs]
     return float((weights * rr).sum()), float((weights * cc).sum())
+
+
+def _second_best(sim: np.ndarray, best: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Each row's best similarity outside the 3x3 cells around its best cell: on a grid, the cell
+    next to the peak is nearly always second, and a ratio against it measures how sharp the peak
+    is, not whether another place could be the match."""
+    h, w = grid
+    rows, cols = np.divmod(best, w)
+    cell_r, cell_c = np.divmod(np.arange(h * w), w)
+    near = (np.abs(cell_r[None] - rows[:, None]) <= 1) & (np.abs(cell_c[None] - cols[:, None]) <= 1)
+    return np.where(near, -np.inf, sim).max(axis=1)
 
 
 def correspondences(explanation: PairExplanation, *, reading: str = "correspondence", mutual: bool = True,
@@ -228,8 +253,10 @@ def correspondences(explanation: PairExplanation, *, reading: str = "corresponde
     ``mutual=True`` keeps a pair only if the query cell is also the reference cell's best (mutual
     nearest neighbours); ``ratio`` (0 < ratio <= 1, "correspondence" reading only) keeps a match
     only when its distance between unit vectors is below ``ratio`` times the second best's (Lowe's
-    ratio test); ``refine`` moves both ends of a match below one cell (:data:`REFINEMENTS`: the
-    reference end over the query cell's similarities, the query end over the reference cell's);
+    ratio test against the best cell outside the 3 x 3 around the best); ``refine`` places a match
+    below one cell (:data:`REFINEMENTS`): the query cell's content is found off the reference
+    cell's centre, and, for a mutual pair, the reference cell's content off the query cell's; the
+    match is the midpoint of those two corresponding pairs;
     ``min_strength`` drops weak matches; ``max_matches`` keeps the strongest. With
     ``refine="none"`` both ends are cell centres. ``coarse``: the same pair explained on a coarser
     grid (e.g. the model's own 7 x 7 beside a 14 x 14 any-layer explanation); the similarity is then
@@ -261,10 +288,13 @@ def correspondences(explanation: PairExplanation, *, reading: str = "corresponde
     if mutual:
         keep &= sim.argmax(axis=0)[best] == np.arange(len(best))
     distinct = np.ones(len(best))
-    if reading == "correspondence" and sim.shape[1] > 1:
-        top2 = -np.partition(-sim, 1, axis=1)[:, :2]  # best, second best similarity
-        dist = np.sqrt(np.maximum(2.0 - 2.0 * top2, 0.0))  # |u - v| for unit vectors
-        distinct = np.where(dist[:, 1] > 0, dist[:, 0] / np.maximum(dist[:, 1], 1e-12), 1.0)
+    if reading == "correspondence":
+        # Distances between unit vectors. No cell outside the best's neighbourhood (a tiny grid):
+        # nothing else could be the match, 0.
+        second = _second_best(sim, best, p2p.reference_grid)
+        d1 = np.sqrt(np.maximum(2.0 - 2.0 * strength, 0.0))
+        d2 = np.sqrt(np.maximum(2.0 - 2.0 * np.where(np.isfinite(second), second, 1.0), 0.0))
+        distinct = np.where(d2 > 0, d1 / np.maximum(d2, 1e-12), np.where(np.isfinite(second), 1.0, 0.0))
         if ratio is not None:
             keep &= distinct < ratio
     if min_strength is not None:
@@ -280,14 +310,25 @@ def correspondences(explanation: PairExplanation, *, reading: str = "corresponde
     Hq, Wq = explanation.query_size
     ref_points = np.empty((len(order), 2))
     query_points = np.empty((len(order), 2))
+    column_best = sim.argmax(axis=0)
     for k, i in enumerate(order):
-        u, v = _refine(sim[i], int(best[i]), p2p.reference_grid, refine, temperature)
-        ref_points[k] = ((u + 0.5) * Hr / hr - 0.5, (v + 0.5) * Wr / wr - 0.5)
-        # Both ends are refined, each in its own grid: refining one end only pulls matches near the
-        # border inwards on that side alone, which reads as a scale change (measured: scale error
-        # 0.064 against 0.109, rotation error 2.7 against 3.9 deg on views and brain slices, 7 x 7).
-        u, v = _refine(sim[:, best[i]], int(i), p2p.query_grid, refine, temperature)
-        query_points[k] = ((u + 0.5) * Hq / hq - 0.5, (v + 0.5) * Wq / wq - 0.5)
+        j = int(best[i])
+        u, v = _refine(sim[i], j, p2p.reference_grid, refine, temperature)
+        ru, rv = u - j // wr, v - j % wr  # where the query cell's content sits, off cell j's centre
+        qu, qv = 0.0, 0.0
+        if column_best[j] == i:
+            # Cell j's content sits off cell i's centre by (qu, qv). Both pairs, (centre i, j + r)
+            # and (i + q, centre j), correspond; so does their midpoint (exactly, for any affine
+            # map): half of each offset. Adding both whole would double the shift. Along an axis
+            # where one end is an outer cell (no refinement there) the other end's offset is whole.
+            qu, qv = _refine(sim[:, j], int(i), p2p.query_grid, refine, temperature)
+            qu, qv = qu - i // wq, qv - i % wq
+            if 0 < i // wq < hq - 1 and 0 < j // wr < hr - 1:
+                ru, qu = ru / 2, qu / 2
+            if 0 < i % wq < wq - 1 and 0 < j % wr < wr - 1:
+                rv, qv = rv / 2, qv / 2
+        ref_points[k] = ((j // wr + ru + 0.5) * Hr / hr - 0.5, (j % wr + rv + 0.5) * Wr / wr - 0.5)
+        query_points[k] = ((i // wq + qu + 0.5) * Hq / hq - 0.5, (i % wq + qv + 0.5) * Wq / wq - 0.5)
     info = {"method": explanation.method, "reading": reading, "mutual": mutual, "ratio": ratio,
             "refine": refine, "temperature": temperature, "candidates": int(len(best)),
             "coarse_grid": None if coarse is None else tuple(coarse.point_to_point.query_grid)}

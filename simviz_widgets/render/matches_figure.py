@@ -25,7 +25,8 @@ _HALO = [withStroke(linewidth=3.2, foreground="black", alpha=0.75)]
 
 
 def matches_figure(query, reference, query_points, reference_points, strength, *, inliers=None,
-                   max_lines: int = 40, title: str = "", cmap: str = MATCH_CMAP, width: float = 9.0):
+                   max_lines: int = 40, title: str = "", cmap: str = MATCH_CMAP, width: float = 9.0,
+                   strength_label: str = "match strength"):
     """Figure of the ``max_lines`` strongest matches between ``query`` and ``reference`` images
     ((H, W, 3) uint8); points (N, 2) in (row, col) pixels of each image; ``inliers`` (N,) bool or
     None. Lines: colour = strength; outliers thin dashed grey."""
@@ -38,6 +39,9 @@ def matches_figure(query, reference, query_points, reference_points, strength, *
         raise InputError(f"{len(qp)} query points, {len(rp)} reference points and {len(strength)} strengths; "
                          "expected as many of each")
     inliers = None if inliers is None else check_array(inliers, "inliers", kinds="b", empty=True).reshape(-1)
+    if inliers is not None and len(inliers) != len(strength):
+        raise InputError(f"inliers has {len(inliers)} flags; expected one per match ({len(strength)})")
+    strength_label = check_str(strength_label, "strength_label")
     max_lines = check_int(max_lines, "max_lines", minimum=0)
     width = check_float(width, "width", above=0.0)
     title = check_str(title, "title", empty=True)
@@ -69,8 +73,7 @@ def matches_figure(query, reference, query_points, reference_points, strength, *
                 mew=0.6)
     bar = fig.colorbar(ScalarMappable(norm, colour), ax=ax, orientation="horizontal", fraction=0.05, pad=0.02,
                        aspect=50)
-    bar.set_label("match strength (cosine of the two positions' contributions)"
-                  + ("; grey dashed: outliers of the fit" if inliers is not None else ""))
+    bar.set_label(strength_label + ("; grey dashed: outliers of the fit" if inliers is not None else ""))
     if title:
         ax.set_title(title, fontsize=11)
     return fig

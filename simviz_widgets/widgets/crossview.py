@@ -313,6 +313,10 @@ class CrossViewExplorer(widgets.VBox):
     def _on_explanation(self, change) -> None:
         geometry, self._incoming = self._incoming, None
         self.shared_runner.cancel()  # a shared map of the previous pair must never land
+        if geometry is None and self.runner.cancel():
+            # Not our pair landing: the viewer's method menu or set_model chose something newer, so
+            # a pending pair (explained with the old model or method) must not replace it.
+            self._set_status("")
         if self.computing and self.computing != "pair":
             self._set_status("")
         self.state.set_explanation(change["new"], geometry=geometry)
