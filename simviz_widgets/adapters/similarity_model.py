@@ -38,6 +38,7 @@ from ..images import ImageLike, PreparedImage, PreprocessConfig, prepare_image
 from .discovery import StopForward, capture, find_feature_point, probe_input, record_forward, resolve_layer
 from .errors import ModelAdapterError, ModelAdapterTypeError, adapter_check
 from .head import NO_OP_TYPES, RecordedHead, bn_affine, describe_module, essential, fold_exact_head, head_layers
+from .layers import at_layer, at_resolution, grid_layers
 from .pooling import METRICS, POOLINGS, Pooling, is_global_size, pooling_from_module
 
 __all__ = ["SimilarityModel", "Pooling", "ModelAdapterError", "METRICS", "POOLINGS"]
@@ -70,6 +71,7 @@ class SimilarityModel:
         self.name: str = ""
         self._feature_point: tuple[nn.Module, str] | None = None
         self._decompose_module: nn.Module | None = None
+        self._grid_cache = None  # (grid_layers, pooling grid), see layers.py
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -303,9 +305,10 @@ class SimilarityModel:
             b = self.head(p[None])[0] - J @ p
         return J.detach(), b.detach()
 
-    def run_with_layer_replaced(self, x: torch.Tensor, replacement: torch.Tensor) -> torch.Tensor:
-        """Embedding when the decompose layer's output is replaced by ``replacement`` (for
-        gradients with respect to that layer)."""
+    def run_with_layer_replaced(self, x: torch.Tensor, replacement: torch.Tensor, *,
+                                features_only: bool = False) -> torch.Tensor:
+        """Embedding (or, with ``features_only``, the pooling input) when the decompose layer's
+        output is replaced by ``replacement`` (for derivatives with respect to that layer)."""
         if self._decompose_module is None:
             raise ModelAdapterError("no decompose layer is set")
 
@@ -320,7 +323,7 @@ class SimilarityModel:
             feats = self.features(x)
         finally:
             handle.remove()
-        return self.embed_from_features(feats)
+        return feats if features_only else self.embed_from_features(feats)
 
     def decompose_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._capture(self._decompose_module, "output", x.to(self.dtype))
@@ -363,6 +366,21 @@ class SimilarityModel:
         # that the network L2-normalises its output: carry it over.
         new.output_normalized = self.output_normalized
         return new
+
+    # -- other layers (layers.py) ------------------------------------------------------
+    def grid_layers(self) -> dict[str, tuple[int, int]]:
+        """name -> (rows, cols) of the modules whose output is a feature map at the input size, in
+        forward order, from the first layers down to the pooling input (see adapters/layers.py)."""
+        return grid_layers(self)
+
+    def at_layer(self, layer: str | nn.Module | None) -> "SimilarityModel":
+        """This model decomposed at ``layer`` (None: the pooling input, exact mode); shares the module."""
+        return at_layer(self, layer)
+
+    def at_resolution(self, n: int) -> "SimilarityModel":
+        """This model decomposed at the deepest stage output with an n x n grid (the pooling input's
+        grid gives exact mode); an error lists the available resolutions."""
+        return at_resolution(self, n)
 
     def describe(self) -> dict:
         return {

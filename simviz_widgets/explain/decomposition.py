@@ -11,28 +11,33 @@ pairs of positions ``D(i, j) = e^X_i . e^Y_j / Z``. ``sum_ij D == score`` holds 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
 from ..adapters import SimilarityModel
 from ..checks import Option
 from ..images import PreparedImage
+from .any_layer import first_order_warning, gradient_contributions
 from .base import Explainer, PairExplanation, PointToPoint, register_method, zero_embeddings
 
 __all__ = ["ActivationDecomposition", "position_contributions"]
 
 
 def position_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: bool = True,
-                           show_progress: bool = True) -> dict:
+                           show_progress: bool = True, mode: str = "auto") -> dict:
     """Per-position embedding contributions for one normalised image x (1, 3, H, W).
 
     Returns a dict with ``E`` (N, D) float64 — rows sum to the embedding when ``bias`` is True —,
     ``g`` (D,) the embedding, ``grid`` (h, w), and ``notes``. Works in float64: completeness is
-    checked to 1e-5 relative and the factors are small.
+    checked to 1e-5 relative and the factors are small. In any-layer mode (``layer=``) also
+    ``residual_ratio`` and ``mode``: 'forward' (one Jacobian-vector product per position),
+    'backward' (one vector-Jacobian product per embedding dimension) or 'auto' (default: the
+    cheaper), same values to float32 round-off.
     """
     notes: list[str] = []
     if model.decompose_layer is not None:
-        return _gradient_contributions(model, x, bias=bias, show_progress=show_progress)
+        return _gradient_contributions(model, x, bias=bias, show_progress=show_progress, mode=mode)
     with torch.no_grad():
         feats = model.features(x)
         _, C, h, w = feats.shape
@@ -70,41 +75,17 @@ def position_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: boo
 
 
 def _gradient_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: bool, show_progress: bool,
-                            chunk: int = 128) -> dict:
-    """Any-layer mode: e_i = J_i A_i with J_i = dg/dA_i, one batched vector-Jacobian product per
-    chunk of embedding dimensions. Exact for bias-free ReLU networks, first order otherwise; the
-    residual g - sum_i e_i is reported and, with ``bias``, spread evenly like a bias."""
-    from tqdm.auto import tqdm
+                            mode: str = "auto", chunk: int | None = None) -> dict:
+    """Any-layer mode (explain/any_layer.py): forward mode unless positions outnumber twice the
+    embedding dimensions, backward on request or when the model's operations lack forward-mode AD."""
+    return gradient_contributions(model, x, bias=bias, show_progress=show_progress, mode=mode, chunk=chunk)
 
-    with torch.no_grad():
-        A0 = model.decompose_features(x).detach()
-    _, C, h, w = A0.shape
-    n = h * w
-    A = A0.clone().requires_grad_(True)
-    with torch.enable_grad():
-        g = model.run_with_layer_replaced(x, A)[0]
-        D = g.shape[0]
-        rows = []
-        eye = torch.eye(D, dtype=g.dtype)
-        starts = range(0, D, chunk)
-        bar = tqdm(starts, desc="gradient x input", unit="chunk", disable=not show_progress or D <= chunk,
-                   leave=False)
-        for s in bar:
-            basis = eye[s : s + chunk]
-            (grads,) = torch.autograd.grad(g, A, grad_outputs=basis,
-                                           retain_graph=True, is_grads_batched=True)
-            rows.append((grads[:, 0] * A0[0]).sum(1).reshape(-1, n).double())
-    E = torch.cat(rows).T.contiguous()  # (N, D)
-    g = g.detach().double()
-    residual = g - E.sum(0)
-    ratio = float(residual.norm() / g.norm().clamp_min(1e-12))
-    notes = [
-        f"layer {model.decompose_layer!r} decomposed with gradient x input (first order); "
-        f"|g - sum_i e_i| / |g| = {ratio:.3g}" + (", residual spread evenly over positions" if bias else "")
-    ]
-    if bias:
-        E = E + residual / n
-    return {"E": E, "g": g, "grid": (h, w), "notes": notes, "residual_ratio": ratio}
+
+def _backward_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: bool = True,
+                            show_progress: bool = False, chunk: int | None = None) -> dict:
+    """The former any-layer path (one vector-Jacobian product per embedding dimension), kept so
+    benchmarks and tests compare it with forward mode."""
+    return gradient_contributions(model, x, bias=bias, show_progress=show_progress, mode="backward", chunk=chunk)
 
 
 @register_method("decomposition")
@@ -121,7 +102,10 @@ class ActivationDecomposition(Explainer):
     * ``clip=False`` (default) keeps the signed, exact D; ``clip=True`` is the authors' display
       variant ``D <- max(D / max(D), 0)`` (then no longer sums to the score).
     * Non-affine heads are linearised at the observed input; flattened heads use per-position
-      weight blocks; any layer before non-linear blocks uses gradient x input (not in the paper).
+      weight blocks; any layer before non-linear blocks uses gradient x input (not in the paper;
+      forward-mode AD, one product per position, explain/any_layer.py). When the first-order
+      residual |g - sum_i e_i| / |g| exceeds 0.5 a UserWarning says so, also kept in
+      ``info['first_order_warning']``.
     * Cosine metric with an all-zero embedding (undefined): the score is 0 (torch's eps convention)
       and so is every D(i, j), with a warning naming the image; dot and Euclidean are defined at 0.
     * Euclidean metric: S = -|g_X - g_Y|^2 = 2 g_X.g_Y - |g_X|^2 - |g_Y|^2; the cross term is decomposed
@@ -150,6 +134,10 @@ class ActivationDecomposition(Explainer):
         info["notes"] = cq["notes"] + [t for t in cr["notes"] if t not in cq["notes"]]
         if "residual_ratio" in cq:
             info["residual_ratio"] = {"query": cq["residual_ratio"], "reference": cr["residual_ratio"]}
+            message = first_order_warning(model.decompose_layer, info["residual_ratio"], bias)
+            if message:
+                warnings.warn(message, UserWarning, stacklevel=4)  # the caller of explain()
+                info["first_order_warning"] = message
         info["bias"] = bias
         # Cosine of an all-zero embedding: score 0 (torch's eps convention), every D(i, j) 0.
         zero = zero_embeddings(self.name, model.metric, gq, gr)
