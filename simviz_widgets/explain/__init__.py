@@ -2,9 +2,11 @@
 
 from . import (  # noqa: F401  (register the other methods)
     decomposition,  # noqa: F401  (registers "decomposition")
+    feature_occlusion,  # noqa: F401  (registers "feature_occlusion")
     gradients,
     perturbation,
     sfam,
+    shared_content,  # noqa: F401  (registers "shared_content")
     similarity_map,
 )
 from .base import (
