@@ -95,13 +95,16 @@ def main() -> None:
             times["explain"].append(time.perf_counter() - start)
         assert all(o["mode"] == "forward" for o in outputs["forward"]), "forward mode fell back"
         engine = outputs["forward"][0]["engine"]
-        diff = max(float((f["E"] - b["E"]).abs().max()) for f, b in zip(outputs["forward"], outputs["backward"]))
-        scale = max(float(b["E"].abs().max()) for b in outputs["backward"])
-        old, new = statistics.median(times["backward"]), statistics.median(times["forward"])
+        nan = float("nan")  # --old-repeats 0: forward only
+        pairs = zip(outputs["forward"], outputs.get("backward", []))
+        diff = max((float((f["E"] - b["E"]).abs().max()) for f, b in pairs), default=nan)
+        scale = max((float(b["E"].abs().max()) for b in outputs.get("backward", [])), default=nan)
+        old = statistics.median(times["backward"]) if times["backward"] else nan
+        new = statistics.median(times["forward"])
         rows.append({
             "layer": layer, "engine": engine, "grid": f"{grid[0]}x{grid[1]}", "old": old, "new": new,
-            "old_cpu": statistics.median(times["backward cpu"]), "new_cpu": statistics.median(times["forward cpu"]),
-            "speedup": old / new,
+            "old_cpu": statistics.median(times["backward cpu"]) if times["backward"] else nan,
+            "new_cpu": statistics.median(times["forward cpu"]), "speedup": old / new,
             "explain": statistics.median(times["explain"]), "abs": diff, "rel": diff / scale,
             "residual": " / ".join(f"{o['residual_ratio']:.3f}" for o in outputs["forward"]),
         })
