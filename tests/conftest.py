@@ -4,10 +4,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Exported ONNX models (the perturbation methods' accelerator) go to one folder per test session, not
 # the user's cache (notebook kernels started by the tests inherit it).
+# The folder is removed when the session ends (13 MB a run would otherwise pile up in /tmp).
 if "SIMVIZ_ONNX_CACHE" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
-    os.environ["SIMVIZ_ONNX_CACHE"] = tempfile.mkdtemp(prefix="simviz-onnx-tests-")
+    _onnx_cache = tempfile.mkdtemp(prefix="simviz-onnx-tests-")
+    os.environ["SIMVIZ_ONNX_CACHE"] = _onnx_cache
+    atexit.register(shutil.rmtree, _onnx_cache, ignore_errors=True)
 
 import numpy as np
 import pytest
