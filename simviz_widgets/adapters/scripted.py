@@ -331,7 +331,8 @@ def _free_name(base: str, taken: set) -> str:
     return name
 
 
-def python_view(scripted: torch.jit.ScriptModule, probe: torch.Tensor, *, label: str = "the TorchScript module") -> nn.Module:
+def python_view(scripted: torch.jit.ScriptModule, probe: torch.Tensor, *,
+                label: str = "the TorchScript module") -> nn.Module:
     """A Python module computing what ``scripted`` computes, made of its own parts (see the module
     docstring), checked on ``probe`` (B, 3, H, W). ``scripted`` is switched to eval mode."""
     if not is_script_module(scripted):

@@ -23,8 +23,13 @@ from ..adapters import SimilarityModel
 from ..adapters.discovery import probe_input
 from ..adapters.errors import ModelAdapterError
 from ..adapters.scripted import CompiledBlock, python_view
-from ..adapters.weights import (is_torchscript_file, load_state_dict_checked, load_weights_file,
-                                strip_prefixes, unwrap_state_dict)
+from ..adapters.weights import (
+    is_torchscript_file,
+    load_state_dict_checked,
+    load_weights_file,
+    strip_prefixes,
+    unwrap_state_dict,
+)
 from ..checks import InputError, InputTypeError, check_path, check_str
 from ..images import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 
@@ -112,7 +117,8 @@ def _fit_classifier(source: str, arch: str, net: nn.Module, state: dict) -> tupl
     if name is None:
         return net, []
     weight = state.get(f"{name}.weight")
-    if isinstance(weight, torch.Tensor) and weight.ndim == 2 and weight.shape[0] != net.get_submodule(name).out_features:
+    outputs = net.get_submodule(name).out_features
+    if isinstance(weight, torch.Tensor) and weight.ndim == 2 and weight.shape[0] != outputs:
         n = int(weight.shape[0])
         return _build(source, arch, n), [f"built with num_classes={n} for the file's classifier {name!r}"]
     own = set(net.state_dict())
@@ -122,7 +128,8 @@ def _fit_classifier(source: str, arch: str, net: nn.Module, state: dict) -> tupl
         else:
             parent, _, leaf = name.rpartition(".")
             setattr(net.get_submodule(parent) if parent else net, leaf, nn.Identity())
-        return net, [f"the file has no classifier {name!r}: replaced it by Identity (the pooled features are the output)"]
+        return net, [f"the file has no classifier {name!r}: replaced it by Identity "
+                     "(the pooled features are the output)"]
     return net, []
 
 
@@ -214,7 +221,8 @@ def load_torchscript(path, *, weights=None, layer=None, metric: str = "cosine", 
             scripted = torch.jit.load(str(path), map_location="cpu")
         except Exception as err:  # noqa: BLE001 - a damaged archive
             reason = (str(err).strip().splitlines() or [""])[0][:200]
-            raise InputError(f"{where} could not be loaded by torch.jit.load ({type(err).__name__}: {reason})") from None
+            raise InputError(f"{where} could not be loaded by torch.jit.load "
+                             f"({type(err).__name__}: {reason})") from None
     view = python_view(scripted, probe_input(cfg, torch.float32), label=f"the TorchScript {where}")
     if not any(isinstance(m, nn.Conv2d) for m in view.modules()):
         blocks = [n for n, m in view.named_modules() if isinstance(m, CompiledBlock)]
