@@ -5,6 +5,8 @@ Examples::
     simviz explain                                  # chelsea vs its mirror, default model
     simviz explain chelsea chelsea:rotation:angle=30 --out rot.png
     simviz explain a.jpg b.jpg --method decomposition --points 4 --reading correspondence
+    simviz explain a.jpg b.jpg --model timm:resnet50 --weights my_finetuned.pth
+    simviz explain a.jpg b.jpg --model exported_model.pt   # a TorchScript file
     simviz models | simviz methods | simviz photos
 
 An image is a file path or a bundled photo name (``simviz photos``), optionally followed by a view
@@ -159,7 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="file path or bundled photo (NAME[:VIEW[:K=V,...]]); default: chelsea")
     ex.add_argument("reference", nargs="?", metavar="REFERENCE",
                     help="file path or bundled photo; default: the query's mirror view")
-    ex.add_argument("--model", default="efficientnet_lite0", help="model name (see `simviz models`)")
+    ex.add_argument("--model", default="efficientnet_lite0",
+                    help="registered model name (see `simviz models`), timm:NAME or torchvision:NAME (an "
+                         "architecture; give its weights with --weights), or a TorchScript file")
+    ex.add_argument("--weights", default=None, metavar="FILE",
+                    help="state dict for --model timm:NAME / torchvision:NAME (torch.save(net.state_dict())); "
+                         "without it the architecture has random weights")
+    ex.add_argument("--head", default=None, choices=("identity",),
+                    help="identity: the pooled features are the embedding (default: the model's own output)")
     ex.add_argument("--method", default="decomposition", help="method name (see `simviz methods`)")
     ex.add_argument("--layer", default=None, help="layer to explain (module name); default: the model's")
     ex.add_argument("--metric", default=None, choices=("cosine", "dot", "euclidean"),
@@ -238,9 +247,22 @@ def _methods_module():
     return base
 
 
+def _refuse_missing_model_files(args) -> None:
+    """--weights and a --model path must be files: refused before any computation otherwise."""
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise CliError(f"--weights: file {args.weights!r} does not exist")
+    from .models.external import ARCHITECTURE_SOURCES, is_external
+
+    if is_external(args.model) and args.model.partition(":")[0] not in ARCHITECTURE_SOURCES \
+            and not Path(args.model).is_file():
+        raise CliError(f"--model: file {args.model!r} does not exist; a model is a name from `simviz models`, "
+                       "timm:NAME, torchvision:NAME or a TorchScript file")
+
+
 def _cmd_explain(args) -> int:
     out = _check_out(args.out)
     _check_figure_args(args)
+    _refuse_missing_model_files(args)
     base = _methods_module()
     try:
         method = base.get_method(args.method)
@@ -267,12 +289,14 @@ def _cmd_explain(args) -> int:
 
     from . import models
 
-    load_options = {k: v for k, v in (("layer", args.layer), ("metric", args.metric)) if v is not None}
+    load_options = {k: v for k, v in (("layer", args.layer), ("metric", args.metric), ("weights", args.weights),
+                                      ("head", args.head)) if v is not None}
     try:
         model = models.load(args.model, **load_options)
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        raise CliError(f"--model: {message}") from None
+        flag = "--weights" if str(message).startswith("weights file") else "--model"
+        raise CliError(f"{flag}: {message}") from None
     except TypeError as err:  # e.g. --layer for a model whose builder takes no layer
         if "keyword" not in str(err):
             raise
@@ -308,10 +332,15 @@ def _cmd_explain(args) -> int:
 
 def _cmd_models(args) -> int:
     from . import models
+    from .models.external import MODEL_FORMS
 
     descriptions = models.model_info()
     for name in models.list_models():
         print(f"{name:<24}{descriptions.get(name, '')}".rstrip())
+    # Forms, not names: on stderr, so stdout stays one registered name per line.
+    print("also accepted by --model:", file=sys.stderr)
+    for form, description in MODEL_FORMS.items():
+        print(f"  {form:<22}{description}", file=sys.stderr)
     return 0
 
 
