@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh test
 bash scripts/install_browser.sh
 bash scripts/install_test_data.sh
+bash scripts/install_face_data.sh
 export HF_HUB_OFFLINE=1 MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE=1
 # Lint first ([tool.ruff] in pyproject.toml): any finding stops the run before the tests.
 .venv/bin/python -m ruff check .

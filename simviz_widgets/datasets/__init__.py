@@ -12,6 +12,7 @@ from .composites import (
     paste_object,
     shared_object_pairs,
 )
+from .faces import FaceDataMissingError, crop_face, face_data_dir, list_faces, load_face
 from .photos import UnknownPhotoError, default_pair, list_photos, load_photo, stereo_motorcycle
 from .synthetic import (
     ATTRIBUTE_GROUPS,
@@ -27,6 +28,11 @@ from .synthetic import (
 from .views import VIEW_KINDS, View, views
 
 __all__ = [
+    "list_faces",
+    "load_face",
+    "crop_face",
+    "face_data_dir",
+    "FaceDataMissingError",
     "list_photos",
     "load_photo",
     "stereo_motorcycle",

@@ -2,6 +2,7 @@
 
 from . import (  # noqa: F401  (register the models)
     efficientnet,
+    face_resnet,  # noqa: F401  (registers "face_resnet")
     synthetic,  # noqa: F401  (registers "synthetic_scenes")
     tiny,
 )
