@@ -18,6 +18,7 @@ from torch import nn
 
 from ..checks import check_instance, check_int
 from .errors import ModelAdapterError, adapter_check
+from .tokens import TokenGrid, TokenView, exact_layer
 
 __all__ = ["grid_layers", "at_layer", "at_resolution"]
 
@@ -38,6 +39,8 @@ def _grids(model) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
 
 def _record_grids(model) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
     named = {m: n for n, m in model.module.named_modules() if n}
+    if isinstance(model.module, TokenView):  # a transformer's view: other 4-D outputs are attention or NHWC tokens
+        named = {m: n for m, n in named.items() if isinstance(m, TokenGrid)}
     owner = threading.get_ident()
     calls: dict[nn.Module, int] = {}
     grids: dict[nn.Module, tuple[int, int] | None] = {}
@@ -75,6 +78,8 @@ def at_layer(model, layer: str | nn.Module | None):
     mode); the same torch module, pooling, head, metric and preprocessing (nothing is copied)."""
     if layer is not None:
         adapter_check(check_instance, layer, "layer", (str, nn.Module), "str, nn.Module or None")
+    # A class-token transformer's default is a token grid; None here means its pooling input (tokens.py).
+    layer = layer if layer is not None else exact_layer(model.module)
     new = type(model).wrap(model.module, layer=layer, pooling=model.pooling, head=model.head,
                            metric=model.metric, preprocess=model.preprocess, name=model.name)
     # As in rewrap(): passing pooling and head skips the output matching that learns this.

@@ -37,9 +37,11 @@ from ..checks import check_bool, check_choice, check_float, check_instance, chec
 from ..images import ImageLike, PreparedImage, PreprocessConfig, prepare_image
 from .discovery import StopForward, capture, find_feature_point, probe_input, record_forward, resolve_layer
 from .errors import ModelAdapterError, ModelAdapterTypeError, adapter_check
+from .frozen_norm import frozen_norm_affine
 from .head import NO_OP_TYPES, RecordedHead, bn_affine, describe_module, essential, fold_exact_head, head_layers
 from .layers import at_layer, at_resolution, grid_layers
 from .pooling import METRICS, POOLINGS, Pooling, is_global_size, pooling_from_module
+from .tokens import TokenView, exact_layer, token_view
 
 __all__ = ["SimilarityModel", "Pooling", "ModelAdapterError", "METRICS", "POOLINGS"]
 
@@ -110,6 +112,8 @@ class SimilarityModel:
         self.module = module
         self.metric = metric
         self.name = name or type(module).__name__
+        # Vision transformers: a view whose patch tokens pass through 4-D grid modules (tokens.py).
+        self.module = module = token_view(module, self.name) or module
         if not any(isinstance(m, (nn.Conv2d, nn.Conv3d, nn.Conv1d)) for m in module.modules()):
             raise ModelAdapterError(
                 f"{self.name} has no Conv2d layer; simviz_widgets explains convolutional feature "
@@ -139,6 +143,8 @@ class SimilarityModel:
             raise ModelAdapterTypeError(f"head must be an nn.Module or 'identity' (got {type(head).__name__})")
 
         self._discover(pooling, head)
+        if layer is None:  # a transformer's class-token readout: a token grid (tokens.py)
+            layer = module.default_layer if isinstance(module, TokenView) else None
         if layer is not None:
             self._set_decompose_layer(layer)
         return self
@@ -299,6 +305,9 @@ class SimilarityModel:
         if self.head_kind == "identity":
             n = pooled.shape[1]
             return torch.eye(n, dtype=pooled.dtype), torch.zeros(n, dtype=pooled.dtype)
+        frozen = frozen_norm_affine(self.head, pooled)  # a LayerNorm head: its scale held (frozen_norm.py)
+        if frozen is not None:
+            return frozen
         p = pooled[0].detach()
         J = torch.func.jacrev(lambda v: self.head(v[None])[0])(p)
         with torch.no_grad():
@@ -360,7 +369,8 @@ class SimilarityModel:
     def rewrap(self, module: nn.Module, head: nn.Module | None) -> "SimilarityModel":
         """Wrap ``module`` / ``head`` (copies of this model's) with this model's layer, pooling,
         metric and preprocessing."""
-        new = SimilarityModel.wrap(module, layer=self.decompose_layer, pooling=self.pooling, head=head,
+        new = SimilarityModel.wrap(module, layer=self.decompose_layer or exact_layer(module),  # tokens.py
+                                   pooling=self.pooling, head=head,
                                    metric=self.metric, preprocess=self.preprocess, name=self.name)
         # Passing pooling and head explicitly skips output matching, which is where wrap() learns
         # that the network L2-normalises its output: carry it over.

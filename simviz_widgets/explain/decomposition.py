@@ -16,6 +16,7 @@ import warnings
 import torch
 
 from ..adapters import SimilarityModel
+from ..adapters.frozen_norm import frozen_norm_note
 from ..checks import Option
 from ..images import PreparedImage
 from .any_layer import first_order_warning, gradient_contributions
@@ -59,7 +60,8 @@ def position_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: boo
         g = (model.pooling(feats).double() @ W.T + b)[0] if model.head_kind != "identity" else pooled[0].double()
         if model.head_kind == "generic":
             notes.append(
-                "head linearised at the observed input (Jacobian J at the pooled feature, offset "
+                frozen_norm_note(model.head)  # a LayerNorm head: adapters/frozen_norm.py
+                or "head linearised at the observed input (Jacobian J at the pooled feature, offset "
                 "h(p) - J p treated as the bias)"
             )
         if model.output_normalized:
