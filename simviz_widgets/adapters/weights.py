@@ -99,18 +99,30 @@ def strip_prefixes(state: dict, expected: set[str]) -> tuple[dict, list[str]]:
 
 
 def _nearest(name: str, unmatched: list[str], everything: list[str]) -> str:
-    """The closest name on the other side: among its unmatched names (a rename) if one is close,
-    else among all its names."""
+    """The closest name on the other side: an unmatched one (a rename) if one is close, else the
+    name sharing the most leading components (the same module), then the most similar text."""
     import difflib
 
-    close = difflib.get_close_matches(name, unmatched, n=1, cutoff=0.75) or \
-        difflib.get_close_matches(name, everything, n=1, cutoff=0.5)
-    return repr(close[0]) if close else "none close"
+    def score(other: str) -> tuple[int, float]:
+        shared = 0
+        for a, b in zip(name.split("."), other.split(".")):
+            if a != b:
+                break
+            shared += 1
+        return shared, difflib.SequenceMatcher(None, name, other).ratio()
+
+    renamed = difflib.get_close_matches(name, unmatched, n=1, cutoff=0.75)
+    if renamed:
+        return repr(renamed[0])
+    best = max(everything, key=score, default=None)
+    return repr(best) if best is not None and score(best)[1] >= 0.5 else "none close"
 
 
-def _listed(items: list[str]) -> str:
+def _listed(items: list[str], describe=repr) -> str:
+    """The first MAX_LISTED items described (only those: nearest names cost a comparison each),
+    and a count of the rest."""
     more = len(items) - MAX_LISTED
-    return ", ".join(items[:MAX_LISTED]) + (f", and {more} more" if more > 0 else "")
+    return ", ".join(describe(k) for k in items[:MAX_LISTED]) + (f", and {more} more" if more > 0 else "")
 
 
 def state_dict_mismatch(module: torch.nn.Module, state: dict) -> str | None:
@@ -127,13 +139,13 @@ def state_dict_mismatch(module: torch.nn.Module, state: dict) -> str | None:
     parts = []
     if missing:
         parts.append(f"{len(missing)} missing key(s): " + _listed(
-            [f"{k!r} (nearest in the file: {_nearest(k, unexpected, list(state))})" for k in missing]))
+            missing, lambda k: f"{k!r} (nearest in the file: {_nearest(k, unexpected, list(state))})"))
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected key(s): " + _listed(
-            [f"{k!r} (nearest in the model: {_nearest(k, missing, list(own))})" for k in unexpected]))
+            unexpected, lambda k: f"{k!r} (nearest in the model: {_nearest(k, missing, list(own))})"))
     if shapes:
         parts.append(f"{len(shapes)} shape mismatch(es): " + _listed(
-            [f"{k!r} file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in shapes]))
+            shapes, lambda k: f"{k!r} file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"))
     return "; ".join(parts)
 
 
@@ -145,5 +157,5 @@ def load_state_dict_checked(module: torch.nn.Module, state: dict, where: str, ta
         raise InputError(f"{where} does not fit {target}: {problem}")
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise InputError(f"{where}: {_listed([repr(k) for k in bad])} hold NaN or infinite values")
+        raise InputError(f"{where}: {_listed(bad)} hold NaN or infinite values")
     module.load_state_dict(state, strict=True)
