@@ -378,3 +378,102 @@ def test_explain_page_alpha_is_checked_and_used(tmp_path, capsys):
     assert main(["explain", *TINY, "--alpha", "0.3", "--out", out]) == 0
     assert _page_payload(out)["alpha"] == 0.3
     assert main(["explain", *TINY, "--alpha", "1.3", "--out", out]) == 2
+
+
+# -- your own model: --model timm:NAME / torchvision:NAME / a TorchScript file, --weights ---------
+
+
+def _tiny_timm_weights(path, seed=0):
+    import timm
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = timm.create_model("test_resnet", pretrained=False).eval()
+    torch.save(net.state_dict(), path)
+    return net
+
+
+def test_explain_with_a_timm_architecture_and_weights_file(tmp_path, capsys):
+    import simviz_widgets as sv
+    from simviz_widgets.datasets import views
+
+    weights, out = tmp_path / "w.pth", tmp_path / "own.png"
+    net = _tiny_timm_weights(weights)
+    argv = ["explain", "coffee", "coffee:rotation:angle=10", "--model", "timm:test_resnet", "--weights", weights,
+            "--points", "0", "--out", out]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err  # weights given: no random-weights warning
+    _check_png(out)
+    model = sv.SimilarityModel.wrap(net)  # the network itself, wrapped in Python
+    coffee = load_photo("coffee")
+    expected = model.similarity(model.prepare(coffee), model.prepare(views(coffee, "rotation", angle=10).image))
+    score = float(captured.out.split("score:")[1].split()[0])
+    assert score == pytest.approx(expected, abs=2e-6) and "model timm:test_resnet" in captured.out
+
+
+def test_explain_without_weights_warns_in_one_line(tmp_path, capsys):
+    out = tmp_path / "random.png"
+    assert main(["explain", "--model", "timm:test_resnet", "--points", "0", "--out", out]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [line for line in lines if line.startswith("simviz explain: warning: ")]
+    assert any("timm:test_resnet has random weights" in line for line in lines)
+
+
+def test_explain_with_a_torchscript_file(tmp_path, capsys):
+    import torch
+
+    import simviz_widgets as sv
+    from simviz_widgets.models import TinyEmbeddingNet
+
+    path, out = tmp_path / "tiny.pt", tmp_path / "ts.png"
+    net = TinyEmbeddingNet(seed=1)
+    torch.jit.save(torch.jit.script(net), str(path))
+    assert main(["explain", "chelsea", "--model", path, "--points", "0", "--out", out]) == 0
+    model = sv.SimilarityModel.wrap(net)  # the default preprocessing, as the command line's
+    chelsea = load_photo("chelsea")
+    expected = model.similarity(model.prepare(chelsea), model.prepare(chelsea[:, ::-1]))
+    score = float(capsys.readouterr().out.split("score:")[1].split()[0])
+    assert score == pytest.approx(expected, abs=2e-6)
+
+
+def test_own_model_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    net = _tiny_timm_weights(tmp_path / "w.pth")
+    state = net.state_dict()
+    state["fc.weights"] = state.pop("fc.weight")
+    torch.save(state, tmp_path / "renamed.pth")
+    cases = [
+        (["--model", "timm:resnet5"], ["--model", "timm has no architecture 'resnet5'", "'resnet50'"]),
+        (["--model", "torchvision:resnet5"], ["--model", "'resnet50'"]),
+        (["--model", "timm:test_resnet", "--weights", "renamed.pth"],
+         ["--weights", "'fc.weight' (nearest in the file: 'fc.weights')"]),
+        (["--model", "w.pth"], ["--model", "not a TorchScript file", "--model timm:NAME --weights w.pth"]),
+        (["--model", "missing.pt"], ["--model", "'missing.pt' does not exist"]),
+        (["--model", "timm:test_resnet", "--weights", "missing.pth"], ["--weights", "'missing.pth' does not exist"]),
+        (["--model", "tiny_test", "--weights", "w.pth"], ["--model", "does not accept --weights"]),
+    ]
+    for extra, expected in cases:
+        code = main(["explain", "chelsea", *extra, "--points", "0", "--out", "x.png"])
+        captured = capsys.readouterr()
+        assert code == 2, (extra, captured.err)
+        line = _one_error_line(captured)
+        assert line.startswith("simviz explain: error: "), line
+        for fragment in expected:
+            assert fragment in line, (fragment, line)
+    assert not (tmp_path / "x.png").exists()
+    assert main(["explain", "--model", "timm:test_resnet", "--head", "mlp"]) == 2  # argparse: usage, then the error
+    assert "argument --head: invalid choice: 'mlp'" in capsys.readouterr().err
+
+
+def test_models_listing_names_the_other_forms_on_stderr(capsys):
+    import simviz_widgets as sv
+
+    assert main(["models"]) == 0
+    captured = capsys.readouterr()
+    assert [line.split()[0] for line in captured.out.splitlines()] == sv.list_models()
+    for form in ("timm:NAME", "torchvision:NAME", "PATH.pt"):
+        assert form in captured.err
