@@ -248,8 +248,9 @@ def prepare_image(source: ImageLike, config: PreprocessConfig, *, name: str = "i
     display = np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
     x = torch.from_numpy(display.astype(np.float32)).permute(2, 0, 1) * config.scale
-    mean = torch.tensor(config.mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(config.std, dtype=torch.float32).view(3, 1, 1)
+    # On x's device (the CPU: it comes from numpy), not torch's default device; models move it.
+    mean = torch.tensor(config.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    std = torch.tensor(config.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
     tensor = ((x - mean) / std).unsqueeze(0).contiguous()
     offset = (top / scale[0], left / scale[1])
     return PreparedImage(

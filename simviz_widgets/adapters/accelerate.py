@@ -32,7 +32,8 @@ RISE with 2000 masks goes from ~31 s to ~9 s (``benchmarks/bench_methods.py``, `
   inputs (the model's own code converted a tensor to a Python value while being traced), a failed
   verification: with ``required=False`` (``accelerator='auto'``) the embedder warns once and runs
   eager torch — it never raises for these; with ``required=True`` (``accelerator='onnx'``) it raises
-  :class:`AcceleratorError`.
+  :class:`AcceleratorError`. A model on a GPU or any device other than the CPU is not a fallback:
+  ``'auto'`` runs it in eager torch on its device without a warning (``description`` says why).
 
 Threads: background jobs each run on their own model copy; their embedders may share one session
 (same weights, same key), which is safe: ``InferenceSession.run`` is thread-safe (ONNX Runtime
@@ -223,6 +224,14 @@ def _pool():
     return _POOL
 
 
+def _off_cpu(model) -> str | None:
+    """Why a model is not on the CPU (its parameters or buffers live elsewhere), or None."""
+    devices = {p.device.type for p in model.module.parameters()} | {b.device.type for b in model.module.buffers()}
+    if devices - {"cpu"}:
+        return f"the model is on {sorted(devices - {'cpu'})}; the accelerator runs on the CPU only"
+    return None
+
+
 def _model_unsupported(model) -> str | None:
     """Why the ONNX path is not tried for this model at all, or None."""
     if getattr(model, "decompose_layer", None):
@@ -230,10 +239,7 @@ def _model_unsupported(model) -> str | None:
                 "the accelerator only runs models in the exact mode")
     if model.dtype != torch.float32:
         return f"the model is {model.dtype}; the accelerator runs float32 models only"
-    devices = {p.device.type for p in model.module.parameters()} | {b.device.type for b in model.module.buffers()}
-    if devices - {"cpu"}:
-        return f"the model is on {sorted(devices - {'cpu'})}; the accelerator runs on the CPU only"
-    return None
+    return _off_cpu(model)
 
 
 # ------------------------------------------------------------------------------------------
@@ -357,6 +363,11 @@ class OnnxEmbedder:
         if not self._ready:
             self._ready = True
             reason = _model_unsupported(self.model)
+            if reason is not None and not self.required and _off_cpu(self.model):
+                # A model on a GPU (or any other device) runs eager torch there: the right path, not a
+                # fallback, so no warning; the description says why (info['forward_passes']).
+                self.reason = reason
+                return self
             try:
                 if reason is not None:
                     raise _Unavailable(reason)

@@ -18,7 +18,8 @@ from .head import essential
 from .pooling import Pooling, pooling_from_module
 
 __all__ = ["StopForward", "capture", "resolve_layer", "probe_input", "record_forward", "producer_name",
-           "FeaturePoint", "find_feature_point"]
+           "FeaturePoint", "find_feature_point", "HALF_TOLERANCE", "outputs_match", "tolerance_text",
+           "module_device"]
 
 
 class StopForward(Exception):
@@ -76,11 +77,57 @@ def resolve_layer(module: nn.Module, layer: str | nn.Module, model_name: str) ->
     return layer, named[layer]
 
 
-def probe_input(preprocess: PreprocessConfig, dtype: torch.dtype, batch: int = 2) -> torch.Tensor:
-    """A seeded random batch at the configured input size (224 x 224 when the size is free)."""
+def module_device(module: nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter (else first buffer; the CPU for a module with neither)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def probe_input(preprocess: PreprocessConfig, dtype: torch.dtype, batch: int = 2,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """A seeded random batch at the configured input size (224 x 224 when the size is free), on
+    ``device``. Drawn on the CPU (a CPU generator), so the probe is the same on every device."""
     size = preprocess.input_size or (224, 224)
     gen = torch.Generator().manual_seed(0)
-    return torch.randn(batch, 3, *size, generator=gen).to(dtype)
+    return torch.randn(batch, 3, *size, generator=gen, device="cpu").to(device=device, dtype=dtype)
+
+
+# The output check: head(pool(F)) recomputed from the feature map must give the module's output.
+# float32 / float64 models: within rtol 1e-4, atol 1e-5 (the folded head rounds differently from
+# the module's layers, ~1e-7 relative). Half-precision models (float16, bfloat16) round every sum to
+# 11 or 8 significant bits, so the same recomputation differs by a few units in the last place: each
+# output is a sum of terms no larger than the outputs themselves, and its rounding error scales with
+# the largest of them, not with its own (possibly cancelled) value. Measured: at most 1.7 eps x
+# max|output| (resnet18 and 19 pooling / head combinations of TinyEmbeddingNet, both dtypes), so
+# HALF_TOLERANCE eps x max|output| leaves a 4x margin while any work the forward does outside modules
+# that changes the output by more than 0.8% (float16) or 6% (bfloat16) of its scale is still caught.
+HALF_TOLERANCE = 8
+
+
+def _is_half(dtype: torch.dtype) -> bool:
+    return dtype.is_floating_point and torch.finfo(dtype).bits < 32
+
+
+def outputs_match(ours: torch.Tensor, out: torch.Tensor) -> bool:
+    """Whether ``ours`` reproduces the module's output ``out`` to the rounding of ``out``'s dtype."""
+    if ours.shape != out.shape:
+        return False
+    if not _is_half(out.dtype):
+        return bool(torch.allclose(ours, out.to(ours.dtype), rtol=1e-4, atol=1e-5))
+    diff = (ours.double() - out.double()).abs().max()
+    return bool(diff <= HALF_TOLERANCE * torch.finfo(out.dtype).eps * out.double().abs().max())
+
+
+def tolerance_text(out: torch.Tensor) -> str:
+    """The output check's tolerance in words, for error messages."""
+    if not _is_half(out.dtype):
+        return "rtol 1e-4, atol 1e-5"
+    name = str(out.dtype).replace("torch.", "")
+    factor = HALF_TOLERANCE * torch.finfo(out.dtype).eps
+    return f"{HALF_TOLERANCE} {name} eps x max|output| = {factor:.3g} x max|output|"
 
 
 def record_forward(module: nn.Module, x: torch.Tensor, model_name: str,
@@ -113,6 +160,14 @@ def record_forward(module: nn.Module, x: torch.Tensor, model_name: str,
         raise ModelAdapterError(
             f"{model_name} returns a tensor of shape {tuple(out.shape)}; expected (B, D), one "
             "1-D embedding per image. Pass head= to choose how features become an embedding."
+        )
+    if out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        dtype = str(out.dtype).replace("torch.", "")
+        hint = (f" ({dtype} overflows above {torch.finfo(out.dtype).max:.6g}: run the model in float32"
+                + (" or bfloat16)" if out.dtype == torch.float16 else ")")) if _is_half(out.dtype) else ""
+        raise ModelAdapterError(
+            f"{model_name}'s output on a probe input of shape {tuple(x.shape)} is not finite (NaN or "
+            f"infinite) in {dtype}{hint}; its output cannot be checked against its layers"
         )
     return order, out
 

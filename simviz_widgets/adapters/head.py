@@ -69,9 +69,11 @@ def fold_exact_head(layers: list[nn.Module], in_dim: int) -> tuple[str, torch.Te
         return "identity", None, None
     if not all(isinstance(m, (nn.Linear, nn.BatchNorm1d)) for m in layers):
         return "generic", None, None
-    dtype = next(iter(layers[0].parameters()), torch.zeros(())).dtype
-    W = torch.eye(in_dim, dtype=dtype)
-    b = torch.zeros(in_dim, dtype=dtype)
+    # The first layer's dtype and device (a BatchNorm1d without affine parameters: its statistics').
+    first = next(iter([*layers[0].parameters(), *layers[0].buffers()]), None)
+    dtype, device = (first.dtype, first.device) if first is not None else (torch.get_default_dtype(), None)
+    W = torch.eye(in_dim, dtype=dtype, device=device)
+    b = torch.zeros(in_dim, dtype=dtype, device=device)
     for m in layers:
         if isinstance(m, nn.Linear):
             if m.in_features != W.shape[0]:

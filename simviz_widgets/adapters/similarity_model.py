@@ -35,7 +35,17 @@ from torch import nn
 
 from ..checks import check_bool, check_choice, check_float, check_instance, check_str
 from ..images import ImageLike, PreparedImage, PreprocessConfig, prepare_image
-from .discovery import StopForward, capture, find_feature_point, probe_input, record_forward, resolve_layer
+from .discovery import (
+    StopForward,
+    capture,
+    find_feature_point,
+    module_device,
+    outputs_match,
+    probe_input,
+    record_forward,
+    resolve_layer,
+    tolerance_text,
+)
 from .errors import ModelAdapterError, ModelAdapterTypeError, adapter_check
 from .frozen_norm import frozen_norm_affine
 from .head import NO_OP_TYPES, RecordedHead, bn_affine, describe_module, essential, fold_exact_head, head_layers
@@ -150,7 +160,7 @@ class SimilarityModel:
         return self
 
     def _probe_input(self, batch: int = 2) -> torch.Tensor:
-        return probe_input(self.preprocess, self.dtype, batch)
+        return probe_input(self.preprocess, self.dtype, batch, device=self.device)
 
     def _discover(self, pooling: Pooling | None, head: nn.Module | None) -> None:
         """Find the feature map, pooling and head from one probe pass (discovery.py), fold the head,
@@ -191,16 +201,18 @@ class SimilarityModel:
         )
         if head_given or pooling is not None:
             return  # the user chose another embedding than the model's output: nothing to compare
-        if ours.shape == out.shape and torch.allclose(ours, out, rtol=1e-4, atol=1e-5):
+        # Tolerance: the rounding of the output's dtype (float16 / bfloat16 too), discovery.py.
+        if outputs_match(ours, out):
             return
-        if ours.shape == out.shape and torch.allclose(F.normalize(ours, dim=1), out, rtol=1e-4, atol=1e-5):
+        if outputs_match(F.normalize(ours, dim=1), out):
             self.output_normalized = True
             log.info("%s L2-normalises its output; the embedding is normalised the same way", self.name)
             return
         err = (ours - out).abs().max().item() if ours.shape == out.shape else float("nan")
         raise ModelAdapterError(
             f"could not reproduce {self.name}'s output from pooling ({self.pooling.kind}) and the "
-            f"modules after it (shapes {tuple(ours.shape)} vs {tuple(out.shape)}, max diff {err:.3g}); "
+            f"modules after it (shapes {tuple(ours.shape)} vs {tuple(out.shape)}, max diff {err:.3g}, "
+            f"tolerance {tolerance_text(out)}); "
             "its forward does work outside modules. Pass pooling= and head= explicitly."
         )
 
@@ -244,10 +256,15 @@ class SimilarityModel:
             return p.dtype
         return torch.float32
 
+    @property
+    def device(self) -> torch.device:
+        """The device of the module's parameters: inputs are moved there (:meth:`features`)."""
+        return module_device(self.module)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map F (B, C, h, w) feeding pooling, for a normalised batch x."""
         mod, where = self._feature_point
-        return self._capture(mod, where, x.to(self.dtype))
+        return self._capture(mod, where, x.to(device=self.device, dtype=self.dtype))
 
     def _head_forward(self, pooled: torch.Tensor) -> torch.Tensor:
         if self.head_weight is not None:
@@ -304,7 +321,8 @@ class SimilarityModel:
             return self.head_weight, self.head_bias
         if self.head_kind == "identity":
             n = pooled.shape[1]
-            return torch.eye(n, dtype=pooled.dtype), torch.zeros(n, dtype=pooled.dtype)
+            return (torch.eye(n, dtype=pooled.dtype, device=pooled.device),
+                    torch.zeros(n, dtype=pooled.dtype, device=pooled.device))
         frozen = frozen_norm_affine(self.head, pooled)  # a LayerNorm head: its scale held (frozen_norm.py)
         if frozen is not None:
             return frozen
@@ -327,7 +345,7 @@ class SimilarityModel:
             return replacement if threading.get_ident() == owner else None
 
         handle = self._decompose_module.register_forward_hook(swap)
-        x = x.to(self.dtype)
+        x = x.to(device=self.device, dtype=self.dtype)
         try:
             feats = self.features(x)
         finally:
@@ -335,7 +353,7 @@ class SimilarityModel:
         return feats if features_only else self.embed_from_features(feats)
 
     def decompose_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self._capture(self._decompose_module, "output", x.to(self.dtype))
+        return self._capture(self._decompose_module, "output", x.to(device=self.device, dtype=self.dtype))
 
     def copy(self, *, channels_last: bool = False, transform=None) -> "SimilarityModel":
         """An independent copy (module and head deep-copied together, wrapped identically): what a

@@ -38,6 +38,7 @@ from ..checks import (
     check_sequence,
 )
 from ..explain.base import PairExplanation
+from ..explain.perturbation import at_least_float32
 from .metrics import EvalContext, Metric, pixel_map, register_metric
 
 __all__ = [
@@ -75,8 +76,8 @@ def display_to_tensor(display: np.ndarray, preprocess) -> torch.Tensor:
     The same arithmetic as ``prepare_image`` without resizing: the display *is* the model's crop.
     """
     x = torch.from_numpy(np.asarray(display, dtype=np.float32)).permute(2, 0, 1) * preprocess.scale
-    mean = torch.tensor(preprocess.mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(preprocess.std, dtype=torch.float32).view(3, 1, 1)
+    mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    std = torch.tensor(preprocess.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
     return ((x - mean) / std).contiguous()
 
 
@@ -190,6 +191,8 @@ def _check_sizes(model, explanation: PairExplanation) -> None:
 
 
 def _score(model, embeddings: torch.Tensor, reference: torch.Tensor, score: str) -> torch.Tensor:
+    # Half-precision embeddings are scored in float32: the curve's steps are finer than they resolve.
+    embeddings, reference = at_least_float32(embeddings), at_least_float32(reference)
     if score == "cosine":
         return F.cosine_similarity(embeddings, reference, dim=-1, eps=1e-12)
     return model.score_embeddings(embeddings, reference.expand_as(embeddings))
@@ -238,10 +241,12 @@ def perturbation_curve(model, explanation: PairExplanation, *, mode: str = "dele
     order = np.argsort(-saliency, kind="stable")  # most salient first; ties in row-major order
     rank = np.empty(n_pixels, dtype=np.int64)
     rank[order] = np.arange(n_pixels)
-    rank_image = torch.from_numpy(rank.reshape(1, H, W))
+    # The perturbed images are made on the model's device (one transfer of each piece, not of each batch).
+    device = model.device
+    rank_image = torch.from_numpy(rank.reshape(1, H, W)).to(device)
 
-    image = display_to_tensor(explanation.query, model.preprocess)
-    fill = background_tensor(explanation.query, model.preprocess, background, blur_sigma)
+    image = display_to_tensor(explanation.query, model.preprocess).to(device)
+    fill = background_tensor(explanation.query, model.preprocess, background, blur_sigma).to(device)
     if reference is None:
         reference = reference_embedding(model, explanation)
     reference = reference.to(model.dtype)
@@ -252,7 +257,7 @@ def perturbation_curve(model, explanation: PairExplanation, *, mode: str = "dele
     bar = tqdm(starts, desc=mode, unit="batch", leave=False, disable=not show_progress)
     with torch.no_grad():
         for start in bar:
-            ks = torch.from_numpy(counts[start:start + int(batch_size)])
+            ks = torch.from_numpy(counts[start:start + int(batch_size)]).to(device)
             chosen = (rank_image < ks.view(-1, 1, 1)).unsqueeze(1)  # (B, 1, H, W): the top-k pixels
             if mode == "insertion":
                 x = torch.where(chosen, image, fill)
@@ -261,7 +266,7 @@ def perturbation_curve(model, explanation: PairExplanation, *, mode: str = "dele
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             emb = model.embed_tensor(x.to(model.dtype))
-            scores[start:start + len(ks)] = _score(model, emb, reference, score).double().numpy()
+            scores[start:start + len(ks)] = _score(model, emb, reference, score).double().cpu().numpy()
     return PerturbationCurve(mode, np.linspace(0.0, 1.0, len(counts)), counts, scores, background)
 
 

@@ -109,7 +109,9 @@ def _randomize(m: nn.Module, how: str, generator: torch.Generator, seed: int) ->
                 raise InputError(
                     f"layer {type(m).__name__} has no reset_parameters(); use randomization='gaussian'"
                 )
-            with torch.random.fork_rng(devices=[]):
+            # reset_parameters draws on the parameters' device: fork that RNG too (a CUDA model's).
+            cuda = sorted({p.device.index or 0 for p in m.parameters() if p.device.type == "cuda"})
+            with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(seed)
                 m.reset_parameters()
             return
@@ -117,8 +119,9 @@ def _randomize(m: nn.Module, how: str, generator: torch.Generator, seed: int) ->
             flat = p.detach().double().flatten()
             mean = float(flat.mean())
             std = float(flat.std()) if flat.numel() > 1 else abs(mean)
-            noise = torch.randn(p.shape, generator=generator, dtype=torch.float64)
-            p.copy_((mean + std * noise).to(p.dtype))
+            # Drawn on the generator's device (the CPU: the same noise on every device), then moved.
+            noise = torch.randn(p.shape, generator=generator, dtype=torch.float64, device=generator.device)
+            p.copy_((mean + std * noise).to(device=p.device, dtype=p.dtype))
 
 
 def prepared_from_display(display: np.ndarray, preprocess, name: str) -> PreparedImage:

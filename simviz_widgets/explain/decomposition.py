@@ -22,23 +22,87 @@ from ..images import PreparedImage
 from .any_layer import first_order_warning, gradient_contributions
 from .base import Explainer, PairExplanation, PointToPoint, register_method, zero_embeddings
 
-__all__ = ["ActivationDecomposition", "position_contributions"]
+__all__ = ["ActivationDecomposition", "position_contributions", "model_score", "precision_info"]
+
+
+def _is_half(dtype: torch.dtype) -> bool:
+    return dtype.is_floating_point and torch.finfo(dtype).bits < 32
+
+
+def model_score(model: SimilarityModel, cq: dict, cr: dict) -> tuple[float, float]:
+    """(the model's own score, the float64 score of the decomposed embeddings) of two
+    ``position_contributions`` results. For float32 / float64 models the two agree to float32
+    round-off and the float64 one is reported (as before); a float16 / bfloat16 model's own score is
+    the metric of its own rounded embeddings, which the float64 terms do not reproduce exactly."""
+    decomposed = float(model.score_embeddings(cq["g"][None], cr["g"][None])[0])
+    if _is_half(model.dtype) and "g_model" in cq and "g_model" in cr:
+        return float(model.score_embeddings(cq["g_model"][None], cr["g_model"][None])[0]), decomposed
+    return decomposed, decomposed
+
+
+def precision_info(model: SimilarityModel, score: float, decomposed: float, natural: float) -> dict:
+    """``info['precision']``: the model's dtype and device, what the terms are accumulated in
+    (float64), the score they sum to and how far the model's own score is from it (relative to the
+    metric's natural scale): the model's rounding, not an error of the decomposition. In any-layer
+    mode the Jacobian products run through the network in its own dtype (``gradient_products``)."""
+    dtype = str(model.dtype).replace("torch.", "")
+    info = {
+        "model_dtype": dtype,
+        "device": str(model.device),
+        "accumulation": "float64",
+        "decomposed_score": decomposed,
+        "natural_scale": natural,
+        "model_rounding": abs(score - decomposed) / max(natural, 1e-12),
+    }
+    if model.decompose_layer is not None:
+        info["gradient_products"] = dtype
+    return info
+
+
+def precision_note(model: SimilarityModel, score: float, decomposed: float,
+                   reading: str = "they sum to") -> str | None:
+    """A note for half-precision models: the terms sum to the float64 score, not to the rounded one."""
+    if not _is_half(model.dtype):
+        return None
+    dtype = str(model.dtype).replace("torch.", "")
+    source = (f"gradient x input products computed by the network in {dtype}" if model.decompose_layer
+              else f"its {dtype} feature map")
+    return (f"{dtype} model: contributions accumulated in float64 from {source}; {reading} "
+            f"the float64 score {decomposed:.6g}; the model's own {dtype} score {score:.6g} differs by "
+            "its rounding")
+
+
+def natural_scale(metric: str, gq: torch.Tensor, gr: torch.Tensor) -> float:
+    """The natural scale of the summed terms: 1 for cosine, |g_X||g_Y| for dot, |g_X|^2 + |g_Y|^2 for
+    Euclidean (a near-zero score would make a plain ratio meaningless)."""
+    return {"cosine": lambda: 1.0, "dot": lambda: float(gq.norm() * gr.norm()),
+            "euclidean": lambda: float(gq @ gq + gr @ gr)}[metric]()
 
 
 def position_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: bool = True,
                            show_progress: bool = True, mode: str = "auto") -> dict:
     """Per-position embedding contributions for one normalised image x (1, 3, H, W).
 
-    Returns a dict with ``E`` (N, D) float64 — rows sum to the embedding when ``bias`` is True —,
-    ``g`` (D,) the embedding, ``grid`` (h, w), and ``notes``. Works in float64: completeness is
-    checked to 1e-5 relative and the factors are small. In any-layer mode (``layer=``) also
+    Returns a dict with ``E`` (N, D) float64 on the CPU — rows sum to the embedding when ``bias`` is
+    True —, ``g`` (D,) the embedding (float64, CPU) they decompose, ``g_model`` the embedding as the
+    model computes it (its dtype and device: its own score), ``grid`` (h, w), and ``notes``. Works in
+    float64 whatever the model's dtype (float16, bfloat16 and float32 feature maps are exact in
+    float64): completeness is checked to 1e-5 relative and the factors are small. In any-layer mode (``layer=``) also
     ``residual_ratio`` and ``mode``: 'forward' (one Jacobian-vector product per position),
     'backward' (one vector-Jacobian product per embedding dimension) or 'auto' (default: the
     cheaper), same values to float32 round-off.
     """
-    notes: list[str] = []
     if model.decompose_layer is not None:
-        return _gradient_contributions(model, x, bias=bias, show_progress=show_progress, mode=mode)
+        found = _gradient_contributions(model, x, bias=bias, show_progress=show_progress, mode=mode)
+    else:
+        found = _exact_contributions(model, x, bias=bias)
+    # The maps and factors are assembled on the CPU (numpy): N x D float64 values, small.
+    found["E"], found["g"] = found["E"].cpu(), found["g"].cpu()
+    return found
+
+
+def _exact_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: bool) -> dict:
+    notes: list[str] = []
     with torch.no_grad():
         feats = model.features(x)
         _, C, h, w = feats.shape
@@ -47,17 +111,22 @@ def position_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: boo
         W, b = model.head_affine(pooled)
         W = W.double()
         b = b.double()
-        A = model.pooling.prepare_features(feats)[0].reshape(C, n).double()
+        # Pooling weights and pooled feature from the feature map in float64 (exact for a float16,
+        # bfloat16 or float32 map), so that the rows of E sum to g to float64 round-off.
+        feats64 = feats.double()
+        A = model.pooling.prepare_features(feats64)[0].reshape(C, n)
         if model.pooling.kind == "flatten":
             # Each position has its own block of the head's weight: W (D, C*h*w) -> (D, C, N).
             E = torch.einsum("dcn,cn->nd", W.reshape(W.shape[0], C, n), A)
         else:
-            a = model.pooling.weights(feats)[0].double()  # (C, N)
+            a = model.pooling.weights(feats64)[0]  # (C, N)
             weighted = (a * A).T  # (N, C)
             E = weighted if model.head_kind == "identity" else weighted @ W.T
         if bias:
             E = E + b / n
-        g = (model.pooling(feats).double() @ W.T + b)[0] if model.head_kind != "identity" else pooled[0].double()
+        pooled64 = model.pooling(feats64)
+        g = (pooled64 @ W.T + b)[0] if model.head_kind != "identity" else pooled64[0]
+        g_model = model.embed_from_features(feats)[0]  # the model's own pooling and head, its dtype
         if model.head_kind == "generic":
             notes.append(
                 frozen_norm_note(model.head)  # a LayerNorm head: adapters/frozen_norm.py
@@ -73,7 +142,7 @@ def position_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: boo
                 E, g = torch.zeros_like(E), torch.zeros_like(g)
                 notes.append("the embedding is all zero before the model's L2 normalisation (which "
                              "keeps it 0): every contribution is 0")
-    return {"E": E, "g": g, "grid": (h, w), "notes": notes}
+    return {"E": E, "g": g, "g_model": g_model, "grid": (h, w), "notes": notes}
 
 
 def _gradient_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: bool, show_progress: bool,
@@ -131,9 +200,13 @@ class ActivationDecomposition(Explainer):
 
         # g is the embedding computed from the very features decomposed (the model's own pooling and
         # head), so no extra forward pass is needed for the score; tests check it against the module.
-        score = float(model.score_embeddings(gq[None], gr[None])[0])
+        # A half-precision model's score is its own (rounded); the terms sum to ``decomposed``.
+        score, decomposed = model_score(model, cq, cr)
         info = dict(model.describe())
         info["notes"] = cq["notes"] + [t for t in cr["notes"] if t not in cq["notes"]]
+        note = precision_note(model, score, decomposed)
+        if note:
+            info["notes"].append(note)
         if "residual_ratio" in cq:
             info["residual_ratio"] = {"query": cq["residual_ratio"], "reference": cr["residual_ratio"]}
             message = first_order_warning(model.decompose_layer, info["residual_ratio"], bias)
@@ -151,8 +224,8 @@ class ActivationDecomposition(Explainer):
             # augmented factors [e_i, -(e_i.g_X), 1/N_X] . [2 e_j, 1/N_Y, -(e_j.g_Y)].
             self_q = -(Eq @ gq)
             self_r = -(Er @ gr)
-            Gq = torch.cat([Eq, self_q[:, None], torch.full((nq, 1), 1.0 / nq, dtype=Eq.dtype)], dim=1)
-            Gr = torch.cat([2 * Er, torch.full((nr, 1), 1.0 / nr, dtype=Er.dtype), self_r[:, None]], dim=1)
+            Gq = torch.cat([Eq, self_q[:, None], Eq.new_full((nq, 1), 1.0 / nq)], dim=1)
+            Gr = torch.cat([2 * Er, Er.new_full((nr, 1), 1.0 / nr), self_r[:, None]], dim=1)
             scale = 1.0
             info["parts"] = {
                 "cross": float(2 * Eq.sum(0) @ Er.sum(0)),
@@ -178,18 +251,18 @@ class ActivationDecomposition(Explainer):
             top = Dm.max()
             Dm = (Dm / top).clamp_min(0) if top > 0 else torch.zeros_like(Dm)
             # Still factorised, trivially: D = D_clipped @ I.
-            Gq, Gr, scale = Dm, torch.eye(nr, dtype=Dm.dtype), 1.0
+            Gq, Gr, scale = Dm, torch.eye(nr, dtype=Dm.dtype, device=Dm.device), 1.0
             info["notes"].append("clipped display variant: maps no longer sum to the score")
 
         qmap = (scale * (Gq @ Gr.sum(0))).reshape(cq["grid"])
         rmap = (scale * (Gr @ Gq.sum(0))).reshape(cr["grid"])
         total = float(qmap.sum())
-        # Relative to the natural scale of the summed terms: 1 for cosine, |g_X||g_Y| for dot,
-        # |g_X|^2 + |g_Y|^2 for Euclidean (a near-zero score would make a plain ratio meaningless).
-        natural = {"cosine": 1.0, "dot": float(gq.norm() * gr.norm()),
-                   "euclidean": float(gq @ gq + gr @ gr)}[model.metric]
-        completeness = abs(total - score) / max(natural, 1e-12)
+        natural = natural_scale(model.metric, gq, gr)
+        # The identity: the float64 terms against the float64 score of the same embeddings (for a
+        # half-precision model the rounding of its own score is reported apart, info['precision']).
+        completeness = abs(total - decomposed) / max(natural, 1e-12)
         info["decomposition_sum"] = total
+        info["precision"] = precision_info(model, score, decomposed, natural)
 
         p2p = PointToPoint(
             query_factors=Gq.numpy(),

@@ -18,7 +18,7 @@ from ..adapters import SimilarityModel
 from ..checks import Option
 from ..images import PreparedImage
 from .base import Explainer, PairExplanation, PointToPoint, register_method, zero_embeddings
-from .decomposition import position_contributions
+from .decomposition import model_score, natural_scale, position_contributions, precision_info, precision_note
 
 __all__ = ["FeatureOcclusion", "neighbourhood_matrix", "occlusion_maps", "contribution_point_to_point",
            "occlusion_exactness"]
@@ -29,11 +29,12 @@ EPS = 1e-12  # torch's cosine_similarity / normalize floor
 RESIDUE = 1e-6
 
 
-def neighbourhood_matrix(grid: tuple[int, int], radius: int) -> torch.Tensor:
-    """(N, N) float64 0/1: row i marks N(i), the cells within ``radius`` rows and columns of cell i
-    (Chebyshev distance, cut at the grid's border: corners keep fewer cells)."""
+def neighbourhood_matrix(grid: tuple[int, int], radius: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, N) float64 0/1 on ``device``: row i marks N(i), the cells within ``radius`` rows and
+    columns of cell i (Chebyshev distance, cut at the grid's border: corners keep fewer cells)."""
     h, w = grid
-    rows, cols = torch.div(torch.arange(h * w), w, rounding_mode="floor"), torch.arange(h * w) % w
+    cells = torch.arange(h * w, device=device)
+    rows, cols = torch.div(cells, w, rounding_mode="floor"), cells % w
     near = ((rows[:, None] - rows[None]).abs() <= radius) & ((cols[:, None] - cols[None]).abs() <= radius)
     return near.double()
 
@@ -57,7 +58,8 @@ def occlusion_maps(model: SimilarityModel, cq: dict, cr: dict, radius: int) -> t
     score = _scores(model, gq[None], gr)[0]
     maps = []
     for c, g, other in ((cq, gq, gr), (cr, gr, gq)):
-        occluded = g[None] - neighbourhood_matrix(c["grid"], radius) @ c["E"]  # (N, D): one region per row
+        near = neighbourhood_matrix(c["grid"], radius, c["E"].device)
+        occluded = g[None] - near @ c["E"]  # (N, D): one region per row
         occluded[occluded.norm(dim=1) <= RESIDUE * float(g.norm())] = 0.0
         maps.append((score - _scores(model, occluded, other)).reshape(c["grid"]))
     return maps[0], maps[1]
@@ -76,8 +78,8 @@ def contribution_point_to_point(model: SimilarityModel, cq: dict, cr: dict, zero
     nq, nr = Eq.shape[0], Er.shape[0]
     if model.metric == "euclidean":
         # D(i, j) = 2 e_i.e_j - (e_i.g_X) / N_Y - (e_j.g_Y) / N_X as one product of augmented factors.
-        Gq = torch.cat([Eq, -(Eq @ gq)[:, None], torch.full((nq, 1), 1.0 / nq, dtype=Eq.dtype)], dim=1)
-        Gr = torch.cat([2 * Er, torch.full((nr, 1), 1.0 / nr, dtype=Er.dtype), -(Er @ gr)[:, None]], dim=1)
+        Gq = torch.cat([Eq, -(Eq @ gq)[:, None], Eq.new_full((nq, 1), 1.0 / nq)], dim=1)
+        Gr = torch.cat([2 * Er, Er.new_full((nr, 1), 1.0 / nr), -(Er @ gr)[:, None]], dim=1)
         scale = 1.0
     else:
         Gq, Gr = Eq, Er
@@ -147,7 +149,7 @@ def occlusion_explanation(name: str, model: SimilarityModel, query: PreparedImag
                           cq: dict, cr: dict, radius: int) -> PairExplanation:
     """The feature-occlusion PairExplanation from two ``bias=False`` contribution dicts."""
     gq, gr = cq["g"], cr["g"]
-    score = float(model.score_embeddings(gq[None], gr[None])[0])
+    score, decomposed = model_score(model, cq, cr)  # a half-precision model's own score: its rounding
     zero = zero_embeddings(name, model.metric, gq, gr)
     qmap, rmap = occlusion_maps(model, cq, cr, radius)
     if zero:  # the cosine of an all-zero embedding is 0 by convention: nothing to attribute
@@ -155,6 +157,10 @@ def occlusion_explanation(name: str, model: SimilarityModel, query: PreparedImag
     exact, why = occlusion_exactness(model)
     info = dict(model.describe())
     info["notes"] = cq["notes"] + [t for t in cr["notes"] if t not in cq["notes"]] + why
+    note = precision_note(model, score, decomposed, "the maps are score drops from")
+    if note:
+        info["notes"].append(note)
+    info["precision"] = precision_info(model, score, decomposed, natural_scale(model.metric, gq, gr))
     info.update({
         "radius": radius,
         "neighbourhood": (2 * radius + 1, 2 * radius + 1),

@@ -104,8 +104,8 @@ def _explanation(method: str, model: SimilarityModel, query: PreparedImage, refe
         score=score,
         query=query.display,
         reference=reference.display,
-        query_map=qmap.detach().float().numpy(),
-        reference_map=rmap.detach().float().numpy(),
+        query_map=qmap.detach().cpu().float().numpy(),
+        reference_map=rmap.detach().cpu().float().numpy(),
         signed=signed,
         metric=model.metric,
         info=full,
@@ -232,7 +232,7 @@ class SimilarityAttention(Explainer):
             "absolute": absolute,
             "triplet": gz is not None,
             "attention_scores": {"query": float(sq.detach()), "reference": float(sr.detach())},
-            "weights": w.detach().float().numpy(),
+            "weights": w.detach().cpu().float().numpy(),
         }
         return _explanation(self.name, model, query, reference, qmap, rmap, score, False, info,
                             (gq.detach(), gr.detach()))

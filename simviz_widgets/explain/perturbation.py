@@ -81,10 +81,17 @@ def _check_fill(fill, name) -> tuple[float, ...]:
                          "in the model's normalised input space") from None
 
 
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 when it is float16 / bfloat16: the perturbed scores differ by less than
+    those dtypes resolve (a cosine rounded to 8 bits moves by 0.4%), so they are scored in float32."""
+    return t.float() if t.is_floating_point() and torch.finfo(t.dtype).bits < 32 else t
+
+
 def _scorer(model: SimilarityModel, similarity: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if similarity == "cosine":
-        return lambda g, ref: F.cosine_similarity(g, ref.expand_as(g), dim=-1, eps=1e-12)
-    return lambda g, ref: model.score_embeddings(g, ref.expand_as(g))
+        return lambda g, ref: F.cosine_similarity(at_least_float32(g), at_least_float32(ref).expand_as(g),
+                                                  dim=-1, eps=1e-12)
+    return lambda g, ref: model.score_embeddings(at_least_float32(g), at_least_float32(ref).expand_as(g))
 
 
 class _PerturbationMethod(Explainer):
@@ -157,8 +164,9 @@ class _PerturbationMethod(Explainer):
         info["map_resolution"] = "input pixels (H, W), the display image's size"
         info["perturbed"] = "query and reference, each with the other fixed" if both else "query only"
         info["cancelled"] = False
-        maps = {"query": torch.zeros(query.tensor.shape[-2:], dtype=torch.float64),
-                "reference": torch.zeros(reference.tensor.shape[-2:], dtype=torch.float64)}
+        # Maps are assembled on the CPU (numpy) whatever the model's device.
+        maps = {"query": np.zeros(tuple(query.tensor.shape[-2:]), dtype=np.float64),
+                "reference": np.zeros(tuple(reference.tensor.shape[-2:]), dtype=np.float64)}
         done_total = 0
         cancelled = False
         bar = tqdm(total=total, desc=self.name, unit="pass", disable=not self.config["show_progress"],
@@ -172,7 +180,7 @@ class _PerturbationMethod(Explainer):
                 )
                 details["forward_passes"] = embed.description
                 info.setdefault("forward_passes", embed.description)
-                maps[label] = saliency
+                maps[label] = saliency.numpy()
                 info[label] = details
                 done_total += details["passes_done"]
                 if cancelled:
@@ -188,8 +196,8 @@ class _PerturbationMethod(Explainer):
             score=score,
             query=query.display,
             reference=reference.display,
-            query_map=maps["query"].float().numpy(),
-            reference_map=maps["reference"].float().numpy(),
+            query_map=maps["query"],
+            reference_map=maps["reference"],
             signed=self.signed,
             metric=model.metric,
             info=info,
@@ -265,7 +273,7 @@ class RISE(_PerturbationMethod):
         # sums batch n - 1 (two input buffers, used in turn): benchmarks/bench_methods.py.
         H, W = masks.size
         chunk = batch * max(1, _MASK_CHUNK_PIXELS // (H * W * batch))
-        image = x.detach().numpy()[0]
+        image = x.detach().cpu().numpy()[0]  # masks are applied in numpy; the model moves batches to its device
         buffers = [np.empty((batch, 3, H, W), dtype=np.result_type(image.dtype, np.float32)) for _ in range(2)]
         num = np.zeros((H, W), dtype=np.float64)
         den = np.zeros((H, W), dtype=np.float64)
@@ -274,7 +282,7 @@ class RISE(_PerturbationMethod):
 
         def add(pending) -> None:
             handle, m = pending
-            s = score_fn(handle.result(), other_embedding).double()
+            s = score_fn(handle.result(), other_embedding).double().cpu()
             # Mask by mask, in order, so the sums do not depend on the batch size.
             for mk, sk in zip(m, s.numpy().tolist()):
                 np.multiply(mk, sk, out=term)
@@ -301,7 +309,7 @@ class RISE(_PerturbationMethod):
             pending = (handle, m)
         if pending is not None:
             add(pending)
-        scores = torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64)
+        scores = torch.cat(scores) if scores else torch.from_numpy(np.zeros(0))
         num, den = torch.from_numpy(num), torch.from_numpy(den)
         saliency = torch.where(den > 0, num / den.clamp_min(1e-12), torch.zeros_like(num))
         details = {"passes_done": int(scores.shape[0]), "mask_scores": scores.numpy(),
@@ -340,10 +348,6 @@ class SlidingWindow(_PerturbationMethod):
         **_PerturbationMethod.common_options,
     }
 
-    def __init__(self, **options):
-        super().__init__(**options)
-        self._fill = torch.tensor(self.config["fill"], dtype=torch.float32).reshape(-1, 1, 1)
-
     def _check_size(self, label, size):
         if self.config["window"] > min(size):
             raise InputError(
@@ -361,11 +365,12 @@ class SlidingWindow(_PerturbationMethod):
         batch = self.config["batch_size"]
         # The unoccluded score through the same forward pass as the windows' (eager or accelerated).
         base = float(score_fn(embed(x), other_embedding)[0])
-        total = torch.zeros((H, W), dtype=torch.float64)
-        count = torch.zeros((H, W), dtype=torch.float64)
+        # Occluded on x's device (the prepared image's: the CPU); the model moves batches to its own.
+        total = x.new_zeros((H, W), dtype=torch.float64)
+        count = x.new_zeros((H, W), dtype=torch.float64)
         scores = []
         cancelled = False
-        fill = self._fill.to(x.dtype)
+        fill = torch.tensor(self.config["fill"], dtype=x.dtype, device=x.device).reshape(-1, 1, 1)
         for start in range(0, len(positions), batch):
             if _is_cancelled(cancel):
                 cancelled = True
@@ -374,14 +379,14 @@ class SlidingWindow(_PerturbationMethod):
             occluded = x.repeat(len(chunk), 1, 1, 1)
             for k, (r, c) in enumerate(chunk):
                 occluded[k, :, r : r + win, c : c + win] = fill
-            s = score_fn(embed(occluded), other_embedding).double()
+            s = score_fn(embed(occluded), other_embedding).double().cpu()
             for k, (r, c) in enumerate(chunk):
                 total[r : r + win, c : c + win] += base - float(s[k])
                 count[r : r + win, c : c + win] += 1
             scores.append(s)
             bar.update(len(chunk))
-        scores = torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64)
-        saliency = torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total))
+        scores = torch.cat(scores) if scores else torch.from_numpy(np.zeros(0))
+        saliency = torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total)).cpu()
         details = {"passes_done": int(scores.shape[0]), "window_scores": scores.numpy(),
                    "positions": np.asarray(positions[: scores.shape[0]], dtype=np.int64).reshape(-1, 2),
                    "baseline_score": base}

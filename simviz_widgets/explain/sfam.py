@@ -79,17 +79,17 @@ class SFAM(Explainer):
             fr = model.features(reference.tensor)
             gq, gr = model.embed_from_features(fq), model.embed_from_features(fr)
             score = float(model.score_embeddings(gq, gr)[0])
-            pq = model.pooling(fq)[0].double()
-            pr = model.pooling(fr)[0].double()
+            pq = model.pooling(fq.double())[0]  # float64 from the model's map (half precision too)
+            pr = model.pooling(fr.double())[0]
             cis = fn(pq.clone(), pr.clone())
             if not isinstance(cis, torch.Tensor):
-                cis = torch.as_tensor(cis)
+                cis = torch.as_tensor(cis, device=pq.device)
             if cis.shape != pq.shape:
                 raise InputError(
                     f"sfam: the cis function returned shape {tuple(cis.shape)}; expected "
                     f"({pq.shape[0]},), one score per channel"
                 )
-            cis = cis.double()
+            cis = cis.to(device=pq.device, dtype=torch.float64)
             if not torch.isfinite(cis).all():
                 raise InputError("sfam: the cis function returned NaN or infinite values")
             qmap = torch.einsum("c,chw->hw", cis, fq[0].double()).clamp_min(0)
@@ -100,7 +100,7 @@ class SFAM(Explainer):
         if zero:
             qmap, rmap = torch.zeros_like(qmap), torch.zeros_like(rmap)
             info["zero_embedding"] = zero
-        info.update({"cis": name, "cis_values": cis.float().numpy()})
+        info.update({"cis": name, "cis_values": cis.cpu().float().numpy()})
         if model.decompose_layer is not None:
             info["layer"] = model.feature_layer
             info["notes"] = [f"layer {model.decompose_layer!r} ignored: SFAM uses the pooling input"]
@@ -109,8 +109,8 @@ class SFAM(Explainer):
             score=score,
             query=query.display,
             reference=reference.display,
-            query_map=qmap.float().numpy(),
-            reference_map=rmap.float().numpy(),
+            query_map=qmap.cpu().float().numpy(),
+            reference_map=rmap.cpu().float().numpy(),
             signed=False,
             metric=model.metric,
             info=info,

@@ -150,7 +150,8 @@ class SharedContent(Explainer):
             # No finer layer ran: match the embedding contributions at the decomposed grid.
             features = [c["E"].T.reshape(1, -1, *c["grid"]) for c in contributions]
             exp.info["notes"].append("no layer at >= 2x the grid: the embedding contributions are matched")
-        correspondence = correspondence_maps(features[0][0], features[1][0])
+        # Computed where the features are (the model's device); combined with the maps on the CPU.
+        correspondence = [c.cpu() for c in correspondence_maps(features[0][0], features[1][0])]
         maps = []
         for occluded, corr in zip((exp.query_map, exp.reference_map), correspondence):
             weight = torch.ones_like(corr)

@@ -50,6 +50,7 @@ class SimilarityMap(Explainer):
             fr = model.features(reference.tensor)
             gq, gr = model.embed_from_features(fq), model.embed_from_features(fr)
             score = float(model.score_embeddings(gq, gr)[0])
+            # Factors and maps on the CPU (numpy): N x C float64 values.
             Gq, pq, grid_q = _weighted_positions(model, fq)
             Gr, pr, grid_r = _weighted_positions(model, fr)
         # The score of a cosine model with an all-zero embedding is 0, and so is every value of the
@@ -96,7 +97,8 @@ class SimilarityMap(Explainer):
 def _weighted_positions(model: SimilarityModel, feats: torch.Tensor):
     """Rows a(., i) * A_i (N, C) float64, the pooled feature p (C,) and the grid (h, w)."""
     _, C, h, w = feats.shape
-    A = model.pooling.prepare_features(feats)[0].reshape(C, h * w).double()
-    a = model.pooling.weights(feats)[0].double()
-    G = (a * A).T.contiguous()
+    feats = feats.double()  # exact for float16 / bfloat16 / float32 maps: the identities hold in float64
+    A = model.pooling.prepare_features(feats)[0].reshape(C, h * w)
+    a = model.pooling.weights(feats)[0]
+    G = (a * A).T.contiguous().cpu()
     return G, G.sum(0), (h, w)
