@@ -69,7 +69,9 @@ class PairExplanation:
     :meth:`from_query` / :meth:`from_reference` (image pixel coordinates of the *display* images).
     ``completeness_error``: |sum of the decomposition - score| relative to the metric's natural
     scale (1 for cosine, |g_X||g_Y| for dot, |g_X|^2 + |g_Y|^2 for Euclidean) where the method is a
-    decomposition, else None. ``info``: method details (layer, pooling, head, notes;
+    decomposition, else None; for a float16 / bfloat16 model, against the float64 score of the
+    decomposed embeddings, the model's own rounding being reported apart (``info['precision']``,
+    docs/models.md, "Dtypes and devices"). ``info``: method details (layer, pooling, head, notes;
     ``info['zero_embedding']`` names the images whose all-zero embedding left a cosine score
     undefined: then the score is 0 and the maps are all 0, see :func:`zero_embeddings`).
     """
