@@ -308,3 +308,28 @@ def test_torchvision_vit_b_16_grid_at_224():
     assert model.preprocess.input_size == (224, 224)
     assert model.grid_layers() == {"tokens.0": (14, 14), "features": (1, 1)}
     assert model.decompose_layer == "tokens.0"
+
+
+def test_explain_takes_the_network_itself():
+    net = timm_vit("avg")
+    a, b = _pair((64, 32))
+    e = sv.explain(net, a, b)
+    assert e.query_map.shape == (4, 2) and e.completeness_error < 1e-5
+    assert abs(e.score - SimilarityModel.wrap(net).similarity(a, b)) < 1e-6
+
+
+@pytest.mark.parametrize("family", ["torchvision_vit", "timm_vit_token", "deit_distilled"])
+def test_class_token_forward_mode_runs_and_equals_backward_mode(family):
+    """torchvision's attention (nn.MultiheadAttention, whose fused CPU kernel has no forward-mode
+    derivative) is written out under the rules: forward mode needs no fallback."""
+    build, size, grid, _ = FAMILIES[family]
+    model = SimilarityModel.wrap(build())
+    x = model.prepare(_pair(size)[0]).tensor
+    fwd = gradient_contributions(model, x, bias=False, show_progress=False, mode="forward")
+    bwd = gradient_contributions(model, x, bias=False, show_progress=False, mode="backward")
+    assert fwd["mode"] == "forward" and fwd["grid"] == grid
+    assert torch.allclose(fwd["E"], bwd["E"], atol=1e-6 * float(bwd["E"].abs().max()) + 1e-9)
+    # The rules change derivatives only: the pass with the layer replaced computes the embedding.
+    A0 = model.decompose_features(x)
+    with torch.no_grad():
+        assert torch.allclose(model.run_with_layer_replaced(x, A0.clone()), model.embed_tensor(x), atol=1e-5)

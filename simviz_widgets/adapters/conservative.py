@@ -18,8 +18,9 @@ network's own, and a block becomes linear in its tokens apart from the MLP's act
 contributions of the tokens come close to summing to the embedding (the residual, reported as
 ``residual_ratio``, is what the prefix tokens, the biases and the MLP's curvature leave).
 
-:func:`conservative` is a ``TorchFunctionMode``: ``F.layer_norm``, ``F.scaled_dot_product_attention``
-and softmax (attention written out, Swin's windows) are replaced while it is active. It is entered
+:func:`conservative` is a ``TorchFunctionMode``: ``F.layer_norm``, ``F.scaled_dot_product_attention``,
+``F.multi_head_attention_forward`` (torchvision's ViT) and softmax (attention written out, Swin's
+windows) are replaced while it is active. It is entered
 by the token view (tokens.py) only when a layer's output is replaced to take derivatives, so plain
 forward passes run the network's own fused kernels.
 """
@@ -62,6 +63,40 @@ def _attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False
     return logits.softmax(dim=-1).detach() @ value  # AH rule: the attention weights are constants
 
 
+def _multi_head_attention(query, key, value, embed_dim, num_heads, in_proj_weight, in_proj_bias, bias_k, bias_v,
+                          add_zero_attn, dropout_p, out_proj_weight, out_proj_bias, training=True,
+                          key_padding_mask=None, need_weights=True, attn_mask=None, use_separate_proj_weight=False,
+                          q_proj_weight=None, k_proj_weight=None, v_proj_weight=None, static_k=None, static_v=None,
+                          average_attn_weights=True, is_causal=False):
+    """torch's multi-head attention (torchvision's ViT) with the attention weights held. The mode does
+    not see the calls inside a function it handles, so this one is written out; variants it does not
+    cover (masks, extra key/value biases, dropout in training) run torch's own code."""
+    plain = (bias_k is None and bias_v is None and not add_zero_attn and key_padding_mask is None
+             and attn_mask is None and not is_causal and static_k is None and static_v is None
+             and not (training and dropout_p) and query.ndim == 3)
+    if not plain:
+        return F.multi_head_attention_forward(
+            query, key, value, embed_dim, num_heads, in_proj_weight, in_proj_bias, bias_k, bias_v, add_zero_attn,
+            dropout_p, out_proj_weight, out_proj_bias, training=training, key_padding_mask=key_padding_mask,
+            need_weights=need_weights, attn_mask=attn_mask, use_separate_proj_weight=use_separate_proj_weight,
+            q_proj_weight=q_proj_weight, k_proj_weight=k_proj_weight, v_proj_weight=v_proj_weight,
+            static_k=static_k, static_v=static_v, average_attn_weights=average_attn_weights, is_causal=is_causal)
+    (L, N, E), S, H = query.shape, key.shape[0], num_heads
+    weights = (q_proj_weight, k_proj_weight, v_proj_weight) if use_separate_proj_weight else in_proj_weight.chunk(3)
+    biases = in_proj_bias.chunk(3) if in_proj_bias is not None else (None, None, None)
+
+    def heads(x, w, b, length):  # (length, N, E) -> (N * H, length, E / H)
+        return F.linear(x, w, b).reshape(length, N * H, E // H).transpose(0, 1)
+
+    q, k, v = (heads(x, w, b, n) for x, w, b, n in zip((query, key, value), weights, biases, (L, S, S)))
+    attn = ((q @ k.transpose(1, 2)) / math.sqrt(E // H)).softmax(dim=-1).detach()  # AH rule
+    out = F.linear((attn @ v).transpose(0, 1).reshape(L, N, E), out_proj_weight, out_proj_bias)
+    if not need_weights:
+        return out, None
+    attn = attn.reshape(N, H, L, S)
+    return out, attn.mean(dim=1) if average_attn_weights else attn
+
+
 def _softmax(func, *args, **kwargs):
     return func(*args, **kwargs).detach()
 
@@ -77,6 +112,8 @@ class _Conservative(TorchFunctionMode):
             return _layer_norm(*args, **kwargs)
         if func is F.scaled_dot_product_attention:
             return _attention(*args, **kwargs)
+        if func is F.multi_head_attention_forward:
+            return _multi_head_attention(*args, **kwargs)
         if func in _SOFTMAX:
             return _softmax(func, *args, **kwargs)
         return func(*args, **kwargs)
