@@ -34,6 +34,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from .errors import ModelAdapterError
 
@@ -124,7 +125,7 @@ def _is_torch_nn(scripted) -> bool:
 
 def _same(a, b) -> bool:
     return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
-            and torch.allclose(a, b, rtol=RTOL, atol=ATOL))
+            and (torch.equal(a, b) or torch.allclose(a, b, rtol=RTOL, atol=ATOL)))  # equal: the fast, usual case
 
 
 def _traced_settings(scripted, kind: str) -> dict:
@@ -189,12 +190,13 @@ def _rebuild_layer(scripted, x: torch.Tensor, y) -> nn.Module | None:
     try:
         if kind == "Conv2d" and weight is not None and weight.ndim == 4:
             groups = int(setting("groups", 1))
-            layer = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
+            # skip_init: no random initialisation of weights replaced right after
+            layer = skip_init(nn.Conv2d, weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
                               stride=setting("stride", 1), padding=setting("padding", 0),
                               dilation=setting("dilation", 1), groups=groups, bias=bias is not None,
                               padding_mode=setting("padding_mode", "zeros"))
         elif kind == "Linear" and weight is not None and weight.ndim == 2:
-            layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+            layer = skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=bias is not None)
         elif kind in ("BatchNorm2d", "BatchNorm1d"):
             mean, var = _tensor(scripted, "running_mean"), _tensor(scripted, "running_var")
             if mean is None or var is None:
@@ -281,6 +283,9 @@ def _convert(scripted, x):
     kind = _kind(scripted)
     if kind == "Identity" and _is_torch_nn(scripted):
         return nn.Identity(), x  # traced, an unused input leaves it a forward without arguments
+    if kind == "Sequential" and _is_torch_nn(scripted):
+        parts, y = _convert_children(scripted, x, flatten_gaps=False)  # its forward is this chain
+        return nn.Sequential(OrderedDict(parts)), y
     with torch.no_grad():
         y = scripted(x)
     if list(scripted.children()):
@@ -291,8 +296,6 @@ def _convert(scripted, x):
         except Exception:  # noqa: BLE001 - children that do not chain: a residual block, a branch
             parts, out = None, None
         if parts is not None and _same(out, y):
-            if kind == "Sequential" and _is_torch_nn(scripted):
-                return nn.Sequential(OrderedDict(parts)), y
             return _Chain(parts, kind), y
     layer = _rebuild_layer(scripted, x, y)
     if layer is not None:
@@ -340,9 +343,15 @@ def python_view(scripted: torch.jit.ScriptModule, probe: torch.Tensor, *,
     if scripted.training:
         log.info("%s was saved in train mode; switched to eval mode", label)
     scripted.eval()
+    # The conversion calls each compiled part a few times on one shape: the profiling executor's
+    # optimisation passes would cost more than they save.
+    with torch.no_grad(), torch.jit.optimized_execution(False):
+        return _checked_view(scripted, probe, label)
+
+
+def _checked_view(scripted, probe: torch.Tensor, label: str) -> nn.Module:
     try:
-        with torch.no_grad():
-            expected = scripted(probe)
+        expected = scripted(probe)
     except Exception as err:  # noqa: BLE001 - the script's own failure, reported with the input shape
         raise ModelAdapterError(f"{label} failed on a probe input of shape {tuple(probe.shape)}: "
                                 f"{(str(err).strip().splitlines() or [''])[-1][:300]}") from None

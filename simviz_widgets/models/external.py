@@ -223,7 +223,7 @@ def load_torchscript(path, *, weights=None, layer=None, metric: str = "cosine", 
             reason = (str(err).strip().splitlines() or [""])[0][:200]
             raise InputError(f"{where} could not be loaded by torch.jit.load "
                              f"({type(err).__name__}: {reason})") from None
-    view = python_view(scripted, probe_input(cfg, torch.float32), label=f"the TorchScript {where}")
+    view = python_view(scripted, probe_input(cfg, torch.float32, 1), label=f"the TorchScript {where}")
     if not any(isinstance(m, nn.Conv2d) for m in view.modules()):
         blocks = [n for n, m in view.named_modules() if isinstance(m, CompiledBlock)]
         raise ModelAdapterError(f"the TorchScript {where} has no Conv2d layer outside compiled blocks {blocks}; "
