@@ -288,6 +288,29 @@ def test_scripted_python_chain_is_rebuilt_entirely_and_explains_identically(tmp_
     np.testing.assert_allclose(ours.query_map, theirs.query_map, atol=1e-6)
 
 
+class _NormalizedTiny(TinyEmbeddingNet):
+    """An embedding net whose forward L2-normalises its output, as metric-learning exports do."""
+
+    def forward(self, x):
+        return torch.nn.functional.normalize(self.head(self.flatten(self.pool(self.backbone(x)))), dim=1)
+
+
+def test_torchscript_with_normalised_output_is_recognised(tmp_path):
+    net = _NormalizedTiny(seed=4)
+    path = tmp_path / "normalized.pt"
+    reloaded = _saved_script(net, path, "script", _batch())
+    model = load(path, preprocess=TINY_PREPROCESS, metric="dot")
+    x = _batch()
+    with torch.no_grad():
+        assert torch.allclose(model.embed_tensor(x), reloaded(x), rtol=0, atol=1e-6)
+    assert model.output_normalized and model.head_kind == "linear"
+    photo = load_photo("coffee")
+    exp = sv.explain(model, photo, photo[:, ::-1])
+    with torch.no_grad():
+        pair = reloaded(torch.cat([model.prepare(photo).tensor, model.prepare(photo[:, ::-1]).tensor]))
+    assert exp.score == pytest.approx(float(pair[0] @ pair[1]), abs=1e-6)
+
+
 class _Residual(nn.Module):
     """A forward that is not its children in order: the input is added back."""
 

@@ -33,6 +33,7 @@ import logging
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
@@ -95,19 +96,22 @@ class CompiledBlock(nn.Module):
 class _Chain(nn.Module):
     """Named parts run one after another (names as in the script, so ``layer=`` names match)."""
 
-    def __init__(self, parts: list[tuple[str, nn.Module]], kind: str):
+    def __init__(self, parts: list[tuple[str, nn.Module]], kind: str, *, normalize: bool = False):
         super().__init__()
         for name, part in parts:
             self.add_module(name, part)
         self.kind = kind
+        # F.normalize in the script's forward: applied here, outside any module, so that wrap()
+        # sees it as the model L2-normalising its output (not as a head to linearise).
+        self.normalize = normalize
 
     def forward(self, x):
         for part in self.children():
             x = part(x)
-        return x
+        return F.normalize(x, dim=1) if self.normalize else x
 
     def extra_repr(self) -> str:
-        return f"Python view of TorchScript {self.kind}"
+        return f"Python view of TorchScript {self.kind}" + (", L2-normalised output" if self.normalize else "")
 
 
 def _kind(scripted) -> str:
@@ -368,6 +372,9 @@ def _checked_view(scripted, probe: torch.Tensor, label: str) -> nn.Module:
     except Exception as err:  # noqa: BLE001 - a child that cannot run on its predecessor's output
         raise _not_a_chain(label, kind, f"running its children in order fails ({type(err).__name__}: "
                            f"{(str(err).strip().splitlines() or [''])[-1][:200]})") from None
+    if not _same(out, expected) and _same_shape(out, expected) and _same(F.normalize(out, dim=1), expected):
+        view.normalize = True  # the forward L2-normalises the last child's output (embedding nets)
+        out = F.normalize(out, dim=1)
     if not _same(out, expected):
         diff = (out - expected).abs().max().item() if _same_shape(out, expected) else None
         got = f"max difference {diff:.3g}" if diff is not None else f"shape {_shape(out)} vs {tuple(expected.shape)}"
