@@ -141,6 +141,20 @@ def test_checkpoint_wrapper_and_module_prefix_are_handled_and_logged(timm_net, s
         assert torch.allclose(again.embed_tensor(x), timm_net(x), rtol=0, atol=1e-6)
 
 
+def test_safetensors_weights_file(timm_net, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in timm_net.state_dict().items()}, str(path))
+    model = load("timm:test_resnet", weights=path, preprocess=SMALL)
+    x = _batch()
+    with torch.no_grad():
+        assert torch.allclose(model.embed_tensor(x), timm_net(x), rtol=0, atol=1e-6)
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError, match=r"model\.safetensors' could not be read"):
+        load("timm:test_resnet", weights=path, preprocess=SMALL)
+
+
 def test_renamed_and_missing_keys_are_named_with_their_nearest(timm_net, saved):
     state = dict(timm_net.state_dict())
     state["fc.weights"] = state.pop("fc.weight")  # renamed

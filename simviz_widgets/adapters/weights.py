@@ -26,6 +26,8 @@ def load_weights_file(path, what: str, expected: str, *, name: str = "path") -> 
     if is_torchscript_file(path):
         raise InputError(f"{where} is a TorchScript model (torch.jit.save), not {expected}; give it as the "
                          "model itself (models.load(path), simviz explain --model PATH)")
+    if path.suffix.lower() == ".safetensors":  # Hugging Face's format (timm's hub weights): tensors only
+        return _load_safetensors(path, where, expected), where
     try:
         return torch.load(path, map_location="cpu", weights_only=True), where
     except Exception as err:  # noqa: BLE001 - empty (EOFError), truncated, not a torch file, pickled code
@@ -35,6 +37,18 @@ def load_weights_file(path, what: str, expected: str, *, name: str = "path") -> 
                              "torch.save(net)), which would run code when loaded; expected "
                              f"{expected}: save net.state_dict() instead") from None
         reason = (text.strip().splitlines() or [""])[0][:200]
+        raise InputError(f"{where} could not be read ({type(err).__name__}: {reason}); expected {expected}") from None
+
+
+def _load_safetensors(path, where: str, expected: str) -> dict:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise InputError(f"{where} is a .safetensors file: install the safetensors package to read it") from None
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as err:  # noqa: BLE001 - a damaged or foreign file
+        reason = (str(err).strip().splitlines() or [""])[0][:200]
         raise InputError(f"{where} could not be read ({type(err).__name__}: {reason}); expected {expected}") from None
 
 
