@@ -50,17 +50,13 @@ if ! installed "$FACE_REC"; then
     if [ ! -x .venv/bin/python ]; then
         pip=(python3 -m pip)
     fi
-    "${pip[@]}" download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
-        --no-build-isolation -d "$work/sdist" face-recognition==1.3.0 >/dev/null 2>&1 || true
-    sdist="$(ls "$work"/sdist/face_recognition-1.3.0.tar.gz "$work"/sdist/face-recognition-1.3.0.tar.gz 2>/dev/null | head -n1 || true)"
-    if [ -z "$sdist" ]; then
-        # pip download of an sdist may try to read its metadata; the file itself is what we need.
-        url="$(curl -fsSL https://pypi.org/pypi/face-recognition/1.3.0/json |
-            "${pip[0]}" -c 'import json,sys; print(next(u["url"] for u in json.load(sys.stdin)["urls"] if u["packagetype"] == "sdist"))')"
-        mkdir -p "$work/sdist"
-        sdist="$work/sdist/face_recognition-1.3.0.tar.gz"
-        curl -fsSL -o "$sdist" "$url"
+    if ! "${pip[@]}" download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+            --no-build-isolation -d "$work/sdist" face-recognition==1.3.0 >"$work/pip.log" 2>&1; then
+        echo "install_face_data.sh: pip could not download the sdist face-recognition==1.3.0:" >&2
+        tail -n 5 "$work/pip.log" >&2
+        exit 1
     fi
+    sdist="$(ls "$work"/sdist/face*recognition-1.3.0.tar.gz | head -n1)"
     tar -xzf "$sdist" -C "$work"
     src="$(find "$work" -maxdepth 1 -type d -name 'face*recognition-1.3.0' | head -n1)"
     rm -rf "$FACE_REC"
