@@ -2,28 +2,14 @@
 find its feature map, pooling and head.
 
 Torch refuses forward hooks on a ScriptModule (and hooks on Python modules would not run inside
-compiled code), so a loaded ``.pt`` cannot be wrapped directly. :func:`python_view` rebuilds it as
-a Python chain that runs the same computation:
-
-* the top-level children run in their registration order (a ``Flatten`` is put between a 4-D
-  output and a child that starts with a Linear, with an average pooling first when the Linear
-  expects C features, as ``torch.flatten`` / ``F.adaptive_avg_pool2d`` in a forward do);
-  a scripted ``Sequential`` becomes an ``nn.Sequential`` of its children, recursively;
-* torch.nn layers (Conv2d, BatchNorm, Linear, pooling, activations, Flatten, Dropout) become the
-  same Python layers sharing the weights, their settings read from the script (scripted modules
-  keep them as constants; traced ones in their graph) and each rebuilt layer checked to give the
-  script's output on the probe;
-* a compiled block that averages or max-pools a (B, C, h, w) map to (B, C) becomes
-  ``AdaptiveAvg/MaxPool2d(1)`` + ``Flatten`` (timm's ``SelectAdaptivePool2d``, scripted);
-* any other block (a residual block, a custom layer) stays compiled inside a
-  :class:`CompiledBlock`: hooks see its input and output, not its insides.
-
-The chain must reproduce the script's own output on a probe, else :class:`ModelAdapterError`
-says what to do instead. Supported, then: networks whose forward is their children in order
-(torchvision ResNet, VGG, MobileNet, EfficientNet; timm ResNet / EfficientNet heads with
-``global_pool`` + ``fc``), scripted (``torch.jit.script``) or traced (``torch.jit.trace``).
-Not supported: a forward that is not a chain of its children (skips, branches, a classifier that
-pools inside one compiled head) — save a state dict and load it by architecture name instead.
+compiled code), so a loaded ``.pt`` cannot be wrapped directly. :func:`python_view` rebuilds it
+from its own parts: children run in order (with the ``Flatten`` a forward applies before a
+Linear), containers whose children chain become Python containers, torch.nn layers become the same
+Python layers sharing the weights (each checked against the script), a compiled global pooling
+becomes ``AdaptiveAvgPool2d(1)`` + ``Flatten``, and anything else stays compiled in a
+:class:`CompiledBlock`. The view must reproduce the script's output on a probe, else
+:class:`ModelAdapterError` says what to do instead. The steps, what is supported and what is not:
+docs/models.md, "TorchScript files".
 """
 
 from __future__ import annotations
