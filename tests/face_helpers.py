@@ -9,7 +9,6 @@ import pytest
 from simviz_widgets.datasets.faces import (
     FACE_API_FOLDER,
     FACE_RECOGNITION_FOLDER,
-    FACE_SETUP_COMMAND,
     FaceDataMissingError,
     face_data_dir,
     face_file,
@@ -26,7 +25,7 @@ def require_face_data() -> None:
         face_file(FACE_API_FOLDER, "face_recognition_model.bin")
         face_file(FACE_RECOGNITION_FOLDER, "obama.jpg")
     except FaceDataMissingError as err:
-        message = (f"face data missing in {face_data_dir()} ({err}); `{FACE_SETUP_COMMAND}` installs it")
+        message = f"face data missing in {face_data_dir()}: {err}"
         if in_ci():
             pytest.fail(f"CI=true: {message}", pytrace=False)
         pytest.skip(message + "; CI=true turns this into a failure")
