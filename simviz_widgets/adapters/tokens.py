@@ -26,6 +26,11 @@ output at all (their gradients are zero); within the last block the class token 
 patch tokens, so that is the deepest grid whose tokens reach the embedding. Attention pooling reads
 every token after the last block: there the default is the last block's output (``tokens.{depth}``).
 
+Derivatives: when a grid's output is replaced to differentiate the rest of the network (the
+any-layer mode, gradient methods), the rest of that pass runs with LayerNorm scales and attention
+weights held at their observed values (``conservative.py``: plain gradient x input vanishes at a
+pre-norm block's input); ``view.conservative = False`` turns this off.
+
 ``embed()`` equals the user's network's output: the view is checked against it on a probe input
 when it is built, and an unsupported variant is an error. Model sizes: a ViT takes one input size
 (its position embedding): the view carries a ``pretrained_cfg`` (timm's own, or one made from
