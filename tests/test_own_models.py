@@ -347,3 +347,20 @@ def test_torchscript_that_is_not_a_chain_is_a_clear_error(how, tmp_path):
     message = str(info.value)
     assert "is not its children run in order" in message and "max difference" in message
     assert "torch.save(net.state_dict()" in message and "'timm:NAME'" in message
+
+
+def test_wrap_accepts_a_script_module_directly():
+    """SimilarityModel.wrap(scripted) goes through the script's Python view, as load(path) does
+    (before, it refused it as having no Conv2d layer)."""
+    from simviz_widgets.adapters import SimilarityModel
+    from simviz_widgets.images import PreprocessConfig
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=10).eval()
+    scripted = torch.jit.script(net)
+    model = SimilarityModel.wrap(scripted, preprocess=PreprocessConfig(input_size=(64, 64), resize_short=None))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model.embed_tensor(x), scripted(x), atol=1e-5)
+    assert model.name == "ResNet"
+    assert model.feature_layer == "layer4" and model.describe()["mode"] == "exact"

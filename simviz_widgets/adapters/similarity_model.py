@@ -51,6 +51,7 @@ from .frozen_norm import frozen_norm_affine
 from .head import NO_OP_TYPES, RecordedHead, bn_affine, describe_module, essential, fold_exact_head, head_layers
 from .layers import at_layer, at_resolution, grid_layers
 from .pooling import METRICS, POOLINGS, Pooling, is_global_size, pooling_from_module
+from .scripted import is_script_module, python_view
 from .tokens import TokenView, exact_layer, token_view
 
 __all__ = ["SimilarityModel", "Pooling", "ModelAdapterError", "METRICS", "POOLINGS"]
@@ -121,7 +122,12 @@ class SimilarityModel:
         self = cls()
         self.module = module
         self.metric = metric
-        self.name = name or type(module).__name__
+        # A ScriptModule's class is RecursiveScriptModule; original_name is the scripted class's name.
+        self.name = name or (module.original_name if is_script_module(module) else type(module).__name__)
+        if is_script_module(module):
+            # Hooks cannot see inside compiled code: wrap the script's Python view (scripted.py).
+            probe = probe_input(_check_preprocess(preprocess, module), torch.float32, 1)
+            self.module = module = python_view(module, probe, label=f"the TorchScript module {self.name!r}")
         # Vision transformers: a view whose patch tokens pass through 4-D grid modules (tokens.py).
         self.module = module = token_view(module, self.name) or module
         if not any(isinstance(m, (nn.Conv2d, nn.Conv3d, nn.Conv1d)) for m in module.modules()):
