@@ -235,6 +235,8 @@ def test_plain_gradients_vanish_at_a_pre_norm_block_input():
     assert plain["E"].norm() < 1e-4 * held["g"].norm()
     assert held["E"].norm() > 0.01 * held["g"].norm()
     assert plain["residual_ratio"] > 0.999
+    assert not any("LayerNorm scales" in note for note in plain["notes"])
+    assert any("LayerNorm scales and attention weights held" in note for note in held["notes"])
 
 
 def test_named_timm_models_and_their_preprocessing():

@@ -152,6 +152,14 @@ class TokenView(nn.Module):
             raise ModelAdapterError(f"{type(self.net).__name__} returns {shape}; expected one embedding (B, D)")
         return self._pooled(out[:, :, None, None], stack)
 
+    @property
+    def derivative_note(self) -> str | None:
+        """What the explanations' notes say about derivatives through this view."""
+        if not self.conservative:
+            return None
+        return ("transformer: LayerNorm scales and attention weights held at their observed values in the "
+                "derivatives (conservative propagation, Ali et al. 2022; docs/transformers.md)")
+
     def extra_repr(self) -> str:
         return f"family={self.family!r}, readout={self.readout!r}, input_size={self.input_size}"
 

@@ -85,6 +85,8 @@ def gradient_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: boo
     spread = ", residual spread evenly over positions" if bias else ""
     notes.insert(0, f"layer {model.decompose_layer!r} decomposed with gradient x input (first order; {how}); "
                     f"|g - sum_i e_i| / |g| = {ratio:.3g}{spread}")
+    if getattr(model.module, "derivative_note", None):  # a transformer's rules (adapters/tokens.py)
+        notes.insert(1, model.module.derivative_note)
     if bias:
         E = E + residual / n
     return {"E": E, "g": g, "g_model": g_model, "grid": (h, w), "notes": notes, "residual_ratio": ratio, "mode": mode,
