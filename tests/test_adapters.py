@@ -158,3 +158,37 @@ def test_lite0_key_rename_covers_all_keys():
 
 def test_model_registry():
     assert {"efficientnet_lite0", "tiny_test", "mean_color"} <= set(sv.list_models())
+
+
+class _ScaledOutsideModules(nn.Module):
+    """A forward that scales the head's output by 1.04 outside any module."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool, self.flat, self.fc = nn.Conv2d(3, 16, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 8)
+
+    def forward(self, x):
+        return self.fc(self.flat(self.pool(self.conv(x)))) * 1.04
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_work_outside_modules_is_refused_in_every_dtype(dtype):
+    """bfloat16 rounds to 8 bits (6 % of the output's scale at the half-precision tolerance): a 4 %
+    scaling outside modules was accepted there; the check now repeats on a float32 copy."""
+    torch.manual_seed(0)
+    net = _ScaledOutsideModules().eval().to(dtype)
+    with pytest.raises(sv.adapters.ModelAdapterError, match="work outside modules"):
+        sv.adapters.SimilarityModel.wrap(net, preprocess=PreprocessConfig(input_size=(32, 32), resize_short=None))
+    plain = nn.Sequential(*list(net.children())).eval()  # the same layers without the 1.04: accepted
+    model = sv.adapters.SimilarityModel.wrap(plain, preprocess=PreprocessConfig(input_size=(32, 32), resize_short=None))
+    assert model.dtype == dtype and next(plain.parameters()).dtype == dtype  # the user's network untouched
+
+
+def test_each_load_of_the_default_model_has_its_own_network():
+    """A cached network was shared by every load: one model's .half() changed all the others."""
+    a, b = sv.load_model("efficientnet_lite0"), sv.load_model("efficientnet_lite0")
+    assert a.module is not b.module
+    a.module.half()
+    assert b.dtype == torch.float32
+    for (name, pa), pb in zip(a.module.state_dict().items(), b.module.state_dict().values()):
+        assert torch.equal(pa.float(), pb.float().half().float()), name  # same weights, apart from a's rounding

@@ -297,3 +297,12 @@ def test_default_is_the_8x8_stage_with_its_completeness_reported():
     ratios = e.info["residual_ratio"]
     assert set(ratios) == {"query", "reference"} and all(0 < r < 5 for r in ratios.values())
     assert any("first-order" in str(w.message) for w in caught) == (max(ratios.values()) > 0.5)
+
+
+def test_each_load_has_its_own_network():
+    """A cached network was shared by every load: one model's .half() reached the others."""
+    require_face_data()
+    a, b = sv.load_model("face_resnet"), sv.load_model("face_resnet")
+    assert a.module is not b.module
+    a.module.half()
+    assert b.dtype == torch.float32 and sv.load_model("face_resnet").dtype == torch.float32

@@ -364,3 +364,17 @@ def test_wrap_accepts_a_script_module_directly():
         assert torch.allclose(model.embed_tensor(x), scripted(x), atol=1e-5)
     assert model.name == "ResNet"
     assert model.feature_layer == "layer4" and model.describe()["mode"] == "exact"
+
+
+def test_a_half_precision_script_in_train_mode_is_wrapped_with_a_warning():
+    """The probe followed neither the script's dtype (a float16 script was refused with a dtype
+    error) nor its mode was reported (switched to eval silently)."""
+    from simviz_widgets.adapters import SimilarityModel
+    from simviz_widgets.images import PreprocessConfig
+
+    torch.manual_seed(0)
+    scripted = torch.jit.script(torchvision.models.resnet18(num_classes=10).half())
+    scripted.train()
+    with pytest.warns(UserWarning, match="train mode"):
+        model = SimilarityModel.wrap(scripted, preprocess=PreprocessConfig(input_size=(64, 64), resize_short=None))
+    assert model.dtype == torch.float16 and scripted.training is False

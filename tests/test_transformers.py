@@ -335,3 +335,18 @@ def test_class_token_forward_mode_runs_and_equals_backward_mode(family):
     A0 = model.decompose_features(x)
     with torch.no_grad():
         assert torch.allclose(model.run_with_layer_replaced(x, A0.clone()), model.embed_tensor(x), atol=1e-5)
+
+
+def test_held_layer_norm_keeps_float16_statistics_finite():
+    """The LayerNorm rule squared float16 deviations: a value 300 from its token's mean overflowed
+    (65504) and the token's output collapsed to the bias. Statistics now run in float32, as torch's own."""
+    from simviz_widgets.adapters.conservative import conservative
+
+    ln = nn.LayerNorm(8).half()
+    x = torch.linspace(-1, 1, 16).reshape(2, 8).half()
+    x[0, 3] = 300.0
+    native = ln(x)
+    with conservative():
+        held = ln(x)
+    assert torch.isfinite(held).all()
+    assert torch.allclose(held.float(), native.float(), atol=2e-3)

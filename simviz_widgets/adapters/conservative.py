@@ -38,9 +38,12 @@ __all__ = ["conservative"]
 
 def _layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     dims = tuple(range(-len(normalized_shape), 0))
-    centred = x - x.mean(dim=dims, keepdim=True)
+    # Statistics in float32 at least, as torch's own layer_norm keeps them: in float16 a value 256
+    # from the mean would square to infinity.
+    xs = x.float() if torch.finfo(x.dtype).bits < 32 else x
+    centred = xs - xs.mean(dim=dims, keepdim=True)
     sigma = torch.sqrt(centred.pow(2).mean(dim=dims, keepdim=True) + eps)
-    y = centred / sigma.detach()  # LN rule: the scale is a constant of the derivative
+    y = (centred / sigma.detach()).to(x.dtype)  # LN rule: the scale is a constant of the derivative
     if weight is not None:
         y = y * weight
     if bias is not None:

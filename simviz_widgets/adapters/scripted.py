@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import warnings
 from collections import OrderedDict
 
 import torch
@@ -331,8 +332,13 @@ def python_view(scripted: torch.jit.ScriptModule, probe: torch.Tensor, *,
     if not is_script_module(scripted):
         raise ModelAdapterError(f"{label} is a {type(scripted).__name__}, not a TorchScript module")
     if scripted.training:
-        log.info("%s was saved in train mode; switched to eval mode", label)
+        warnings.warn(f"{label} was in train mode; switched to eval mode (dropout and batch-norm statistics "
+                      "must be frozen for explanations to match the model's scores)", stacklevel=3)
     scripted.eval()
+    # The probe follows the script's parameters (a half-precision or GPU script).
+    first = next((p for p in scripted.parameters() if p.is_floating_point()), None)
+    if first is not None:
+        probe = probe.to(device=first.device, dtype=first.dtype)
     # The conversion calls each compiled part a few times on one shape: the profiling executor's
     # optimisation passes would cost more than they save.
     with torch.no_grad(), torch.jit.optimized_execution(False):

@@ -209,11 +209,11 @@ class SimilarityModel:
             return  # the user chose another embedding than the model's output: nothing to compare
         # Tolerance: the rounding of the output's dtype (float16 / bfloat16 too), discovery.py.
         if outputs_match(ours, out):
-            return
+            return self._check_in_float32(out)
         if outputs_match(F.normalize(ours, dim=1), out):
             self.output_normalized = True
             log.info("%s L2-normalises its output; the embedding is normalised the same way", self.name)
-            return
+            return self._check_in_float32(out)
         err = (ours - out).abs().max().item() if ours.shape == out.shape else float("nan")
         raise ModelAdapterError(
             f"could not reproduce {self.name}'s output from pooling ({self.pooling.kind}) and the "
@@ -221,6 +221,23 @@ class SimilarityModel:
             f"tolerance {tolerance_text(out)}); "
             "its forward does work outside modules. Pass pooling= and head= explicitly."
         )
+
+    def _check_in_float32(self, out: torch.Tensor) -> None:
+        """For a half-precision model, repeat the output check on a float32 copy with float32's
+        tolerance: bfloat16's rounding (6 % of the output's scale) would otherwise hide a forward
+        that scales its output by a few percent outside modules. A copy that cannot be made keeps
+        the half-precision check (logged)."""
+        if not (out.dtype.is_floating_point and torch.finfo(out.dtype).bits < 32):
+            return
+        try:
+            module32 = copy.deepcopy(self.module).float()
+        except Exception as err:  # noqa: BLE001 - e.g. compiled parts that cannot be copied
+            log.info("%s: no float32 copy for the output check (%s); checked at %s rounding", self.name, err, out.dtype)
+            return
+        try:
+            SimilarityModel.wrap(module32, metric=self.metric, preprocess=self.preprocess, name=self.name)
+        except ModelAdapterError as err:
+            raise ModelAdapterError(f"{err} (checked on a float32 copy of the {out.dtype} model)") from None
 
     def _set_decompose_layer(self, layer: str | nn.Module) -> None:
         name, mod = resolve_layer(self.module, layer, self.name)

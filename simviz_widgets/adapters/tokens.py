@@ -328,7 +328,7 @@ def _close(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
 def _verify_replay(view: TokenView, name: str) -> None:
     """The view must compute the network's own output (else a variant the replay does not follow)."""
     first = next(view.net.parameters(), torch.zeros(()))
-    x = torch.randn(1, 3, *view.input_size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(1, 3, *view.input_size, generator=torch.Generator().manual_seed(0), device="cpu")
     x = x.to(device=first.device, dtype=first.dtype)
     was = [(m, m.training) for m in view.net.modules()]
     try:

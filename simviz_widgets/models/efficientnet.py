@@ -68,12 +68,17 @@ def _weights_path() -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def _lite0_state() -> dict:
+    return rename_lite0_keys(torch.load(_weights_path(), map_location="cpu", weights_only=True))
+
+
 def _lite0_module() -> torch.nn.Module:
+    """A new network per load (load_state_dict copies the weights read once): one model's .half(),
+    .cuda() or hooks never reach another's."""
     import timm
 
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
-    state = torch.load(_weights_path(), map_location="cpu", weights_only=True)
-    net.load_state_dict(rename_lite0_keys(state), strict=True)
+    net.load_state_dict(_lite0_state(), strict=True)
     return net.eval()
 
 

@@ -183,15 +183,23 @@ def load_face_weights() -> dict:
 
 
 @functools.lru_cache(maxsize=2)
-def _face_module(data_dir: str) -> FaceResNet:
+def _face_weights(data_dir: str) -> dict:
     del data_dir  # the cache key: another $SIMVIZ_DATA reads again
-    return FaceResNet().load_tfjs(load_face_weights()).eval()
+    return load_face_weights()
+
+
+def _face_module(data_dir: str) -> FaceResNet:
+    # A new network per load (the weights are read once): one model's .half(), .cuda() or hooks
+    # never reach another's.
+    return FaceResNet().load_tfjs(_face_weights(data_dir)).eval()
 
 
 class FaceSimilarityModel(SimilarityModel):
     """A :class:`SimilarityModel` whose :meth:`prepare` crops like face-api: the picture padded
     with black to a centred square and resized to 150 x 150 without half-pixel centres
     (:func:`~simviz_widgets.datasets.crop_face`). Copies (background jobs) keep this class."""
+
+    bias_split = "spatial"  # any-layer mode: the later biases split over the cells (exact here, docs/faces.md)
 
     def prepare(self, image: ImageLike, *, name: str = "image") -> PreparedImage:
         if isinstance(image, PreparedImage):
