@@ -165,7 +165,8 @@ class _ScaledOutsideModules(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv, self.pool, self.flat, self.fc = nn.Conv2d(3, 16, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 8)
+        self.conv, self.pool = nn.Conv2d(3, 16, 3), nn.AdaptiveAvgPool2d(1)
+        self.flat, self.fc = nn.Flatten(), nn.Linear(16, 8)
 
     def forward(self, x):
         return self.fc(self.flat(self.pool(self.conv(x)))) * 1.04
