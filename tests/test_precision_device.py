@@ -405,3 +405,183 @@ def test_every_method_on_a_cuda_model(dtype):
     assert model.copy().device.type == "cuda"
     # Other kernels, other rounding: float32 agrees to ~1e-5, float16 to its own rounding.
     _assert_same(results, reference, atol=1e-4 if dtype == torch.float32 else 5e-2)
+
+
+# ------------------------------------------------------------------------------------------
+# Attribute explanations (SANE, simviz_widgets/attributes): the same rules
+
+
+def _scene_net():
+    from simviz_widgets.models.synthetic import SceneEmbeddingNet
+
+    return SceneEmbeddingNet(width=16, dim=8, seed=1).eval()
+
+
+def _scene_model(net):
+    from simviz_widgets.models.synthetic import SCENE_PREPROCESS
+
+    return SimilarityModel.wrap(net, preprocess=SCENE_PREPROCESS, name="scenes_random")
+
+
+@pytest.fixture(scope="module")
+def attribute_data():
+    from simviz_widgets.attributes import synthetic_attribute_data
+    from simviz_widgets.datasets.synthetic import scene_pairs
+
+    # 24 pairs: every attribute is on some images and off others (the concept probes need both);
+    # 3 pairs for the per-image saliency path (one explain() per image).
+    return (synthetic_attribute_data(scene_pairs(24, seed=4)), synthetic_attribute_data(scene_pairs(3, seed=5)),
+            scene_pairs(1, seed=9)[0])
+
+
+def _given_predictor():
+    """The user's own predictor, on the CPU (made before any default-device change)."""
+    from simviz_widgets.attributes import AttributePredictor
+    from simviz_widgets.datasets.synthetic import SYNTHETIC_ATTRIBUTES
+
+    torch.manual_seed(3)
+    predictor = AttributePredictor(SYNTHETIC_ATTRIBUTES, 16, kernel_size=3).eval()
+    predictor.set_prior(np.linspace(0.1, 0.9, len(SYNTHETIC_ATTRIBUTES)))
+    return predictor
+
+
+def _attribute_pipeline(model, data, pair, predictor):
+    """Fit (batched saliency, and the per-image explain() path on ``small``), concept vectors and
+    prior, predict and rank with the fitted predictor and with the user's ``predictor``."""
+    from simviz_widgets.attributes import explain_attributes, fit_attribute_predictor, fit_concept_vectors
+
+    data, small = data
+    fitted = fit_attribute_predictor(model, data, epochs=3, saliency_weight=5.0, show_progress=False)
+    per_image = fit_attribute_predictor(model, small, epochs=3, saliency_weight=5.0, saliency_options={"bias": True},
+                                        show_progress=False)
+    concepts = fit_concept_vectors(model, data)
+    fitted.set_prior(concepts.prior)
+    pair_images = [pair.query.image, pair.reference.image]
+    out = {"fitted": fitted, "per_image": per_image, "concepts": concepts,
+           "predict": fitted.predict(model, pair_images),
+           "ranking": explain_attributes(model, fitted, *pair_images),
+           "given_predict": predictor.predict(model, pair_images),
+           "given_ranking": explain_attributes(model, predictor, *pair_images)}
+    return out
+
+
+def _cpu_state(predictor):
+    return {k: v.cpu() for k, v in predictor.state_dict().items()}
+
+
+def _assert_same_attributes(found, expected, atol=1e-5):
+    for name in ("fitted", "per_image"):
+        for key, value in _cpu_state(expected[name]).items():
+            torch.testing.assert_close(_cpu_state(found[name])[key], value, atol=atol, rtol=1e-4, msg=f"{name} {key}")
+    for field in ("vectors", "probe_accuracy", "prior", "pairs_used"):
+        np.testing.assert_allclose(getattr(found["concepts"], field), getattr(expected["concepts"], field),
+                                   atol=atol, err_msg=field)
+    for name in ("predict", "given_predict"):
+        for key in ("confidence", "maps"):
+            value = found[name][key]
+            assert type(value) is np.ndarray and value.dtype == np.float32, (name, key)
+            np.testing.assert_allclose(value, expected[name][key], atol=atol, err_msg=f"{name} {key}")
+    for name in ("ranking", "given_ranking"):
+        assert found[name].attributes == expected[name].attributes, name
+        for a, b in zip(found[name], expected[name]):
+            assert a.score == pytest.approx(b.score, abs=atol), (name, a.attribute)
+            assert type(a.query_map) is np.ndarray and a.query_map.dtype == np.float32
+            np.testing.assert_allclose(a.query_map, b.query_map, atol=atol)
+            np.testing.assert_allclose(a.reference_map, b.reference_map, atol=atol)
+
+
+def test_attribute_pipeline_makes_no_tensor_on_the_default_device(attribute_data, tmp_path):
+    from simviz_widgets.attributes import AttributePredictor
+
+    *data, pair = attribute_data
+    model = _scene_model(_scene_net())
+    given = _given_predictor()
+    reference = _attribute_pipeline(model, data, pair, given)
+    with torch.device("meta"):  # a tensor made without following the data lands here
+        found = _attribute_pipeline(model, data, pair, given)
+        # The fitted predictor lives with the features (the model's device, CPU here), prior included;
+        # a loaded one is made on the CPU, where the file is read.
+        assert {p.device.type for p in found["fitted"].state_dict().values()} == {"cpu"}
+        found["fitted"].save(tmp_path / "pred.pt")
+        back = AttributePredictor.load(tmp_path / "pred.pt")
+        assert {p.device.type for p in back.state_dict().values()} == {"cpu"}
+    for key, value in back.state_dict().items():
+        assert torch.equal(value, found["fitted"].state_dict()[key]), key
+    _assert_same_attributes(found, reference, atol=1e-6)
+
+
+def test_attribute_pipeline_follows_a_model_on_another_device(attribute_data, tmp_path):
+    from simviz_widgets.attributes import AttributePredictor
+
+    *data, pair = attribute_data
+    given = _given_predictor()  # the user's predictor, on the CPU
+    reference = _attribute_pipeline(_scene_model(_scene_net()), data, pair, given)
+    before = {k: v.clone() for k, v in given.state_dict().items()}
+    with MakeElsewhere():
+        model = _scene_model(_move_elsewhere(_scene_net()))
+        assert model.device == OTHER
+        found = _attribute_pipeline(model, data, pair, given)
+        # Trained where the features are: the fitted predictor is on the model's device ...
+        assert next(found["fitted"].parameters()).device == OTHER
+        # ... and saves to a file that loads on the CPU.
+        found["fitted"].save(tmp_path / "pred.pt")
+    back = AttributePredictor.load(tmp_path / "pred.pt")
+    for key, value in _cpu_state(found["fitted"]).items():
+        assert type(back.state_dict()[key]) is torch.Tensor and torch.equal(back.state_dict()[key], value)
+    # The user's predictor ran where its weights are, moved nowhere and unchanged.
+    for key, value in given.state_dict().items():
+        assert type(value) is torch.Tensor and value.device.type == "cpu" and torch.equal(value, before[key])
+    _assert_same_attributes(found, reference)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_attribute_pipeline_on_a_half_model(attribute_data, dtype):
+    *data, pair = attribute_data
+    given = _given_predictor()
+    reference = _attribute_pipeline(_scene_model(_scene_net()), data, pair, given)
+    model = _scene_model(_scene_net().to(dtype))
+    assert model.dtype == dtype
+    found = _attribute_pipeline(model, data, pair, given)
+    # The head trains in float32 on the half features: float32 weights, results float32 CPU numpy.
+    assert {v.dtype for v in found["fitted"].state_dict().values() if v.is_floating_point()} == {torch.float32}
+    eps = torch.finfo(dtype).eps
+    # The features are the float32 model's rounded to the half dtype. Measured (tiny scene net, 3
+    # epochs): the trained weights move by at most 4.2 eps, confidences and maps by 0.01 eps.
+    for name in ("fitted", "per_image"):
+        for key, value in _cpu_state(reference[name]).items():
+            if key != "prior":
+                torch.testing.assert_close(_cpu_state(found[name])[key], value, atol=8 * eps, rtol=0, msg=key)
+    for name in ("predict", "given_predict"):
+        for key in ("confidence", "maps"):
+            value = found[name][key]
+            assert type(value) is np.ndarray and value.dtype == np.float32 and np.isfinite(value).all()
+            np.testing.assert_allclose(value, reference[name][key], atol=eps, rtol=0)
+    # The probes fit on rounded pooled features: nearly the same CAVs (cosine >= 0.992 measured), and
+    # a pair whose derivative is near 0 may change sign (measured: at most 2 pairs of an attribute).
+    found_cv, ref_cv = found["concepts"], reference["concepts"]
+    assert (found_cv.vectors * ref_cv.vectors).sum(1).min() > 0.98
+    np.testing.assert_array_equal(found_cv.pairs_used, ref_cv.pairs_used)
+    assert (np.abs(found_cv.prior - ref_cv.prior) * ref_cv.pairs_used).max() <= 3 + 1e-6
+    for name in ("ranking", "given_ranking"):
+        found_scores = {s.attribute: s for s in found[name]}
+        for s in reference[name]:
+            got = found_scores[s.attribute]
+            for component in ("confidence", "agreement"):
+                assert got.components[component] == pytest.approx(s.components[component], abs=eps), (name, component)
+            assert got.query_map.dtype == np.float32
+            np.testing.assert_allclose(got.query_map, s.query_map, atol=eps, rtol=0)
+    # The user's predictor carries its own prior: the same ranking as the float32 model's.
+    assert found["given_ranking"].attributes == reference["given_ranking"].attributes
+
+
+def test_an_attribute_predictor_is_made_on_the_device_asked_for():
+    from simviz_widgets.attributes import AttributePredictor
+
+    with torch.device("meta"):
+        assert AttributePredictor(("a", "b"), 4).conv.weight.device.type == "meta"  # torch's default
+        made = AttributePredictor(("a", "b"), 4, device="cpu")
+        assert {v.device.type for v in made.state_dict().values()} == {"cpu"}
+        made.set_prior([0.25, 0.75])  # the prior is copied onto the predictor's device
+    assert made.prior.tolist() == [0.25, 0.75]
+    with pytest.raises(sv.InputTypeError, match="device must be a torch.device or device name"):
+        AttributePredictor(("a", "b"), 4, device=3)

@@ -52,10 +52,12 @@ class AttributePredictor(nn.Module):
     """Per attribute: an activation map on the backbone's grid and a confidence.
 
     ``prior`` (K,) is the explanation-suitability prior (see :mod:`.concepts`), saved with the
-    weights; 0.5 for every attribute until one is fitted (``has_prior`` False).
+    weights; 0.5 for every attribute until one is fitted (``has_prior`` False). ``device``: where the
+    weights are made (None: torch's default device). The predictor runs where its weights are: the
+    backbone's features are moved to its device and dtype (:meth:`predict`), the predictor never.
     """
 
-    def __init__(self, names, in_channels: int, *, kernel_size: int = 1, pooling: str = "mean"):
+    def __init__(self, names, in_channels: int, *, kernel_size: int = 1, pooling: str = "mean", device=None):
         super().__init__()
         names = tuple(check_names(names, "names"))  # distinct non-empty strings ('ab' is refused)
         in_channels = check_int(in_channels, "in_channels", minimum=1)
@@ -64,9 +66,11 @@ class AttributePredictor(nn.Module):
         self.names = names
         self.pooling = pooling
         self.kernel_size = kernel_size
-        self.conv = nn.Conv2d(in_channels, len(names), kernel_size, padding=kernel_size // 2)
-        self.register_buffer("prior", torch.full((len(names),), 0.5))
-        self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
+        if device is not None:
+            device = torch.device(check_instance(device, "device", (str, torch.device), "torch.device or device name"))
+        self.conv = nn.Conv2d(in_channels, len(names), kernel_size, padding=kernel_size // 2, device=device)
+        self.register_buffer("prior", torch.full((len(names),), 0.5, device=device))
+        self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool, device=device))
 
     @property
     def has_prior(self) -> bool:
@@ -78,7 +82,7 @@ class AttributePredictor(nn.Module):
                             expected=f"{len(self.names)} values, one per attribute")
         if not np.all((prior >= 0) & (prior <= 1)):
             raise InputError(f"prior has values outside [0, 1]: {prior.tolist()}; expected fractions")
-        self.prior.copy_(torch.as_tensor(np.asarray(prior, dtype=np.float32)))
+        self.prior.copy_(torch.as_tensor(np.asarray(prior, dtype=np.float32), device=self.prior.device))
         self.prior_fitted.fill_(True)
 
     def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,17 +93,26 @@ class AttributePredictor(nn.Module):
 
     def predict(self, model: SimilarityModel, images) -> dict:
         """Confidences (B, K) in [0, 1] and activation maps (B, K, h, w) (sigmoid of the logits),
-        float32 numpy, for images (a list of anything ``model.prepare`` accepts, or one image)."""
+        float32 CPU numpy, for images (a list of anything ``model.prepare`` accepts, or one image).
+        The features are computed on the model's device and moved to the predictor's device and
+        dtype (a half model's features meet a float32 predictor in float32); the predictor stays put."""
         check_instance(model, "model", SimilarityModel)
         x = image_batch(model, images if isinstance(images, (list, tuple)) else [images])
         with torch.no_grad():
-            maps, conf = self(model.features(x))
-        return {"confidence": torch.sigmoid(conf).numpy(), "maps": torch.sigmoid(maps).numpy()}
+            maps, conf = self(self.take(_features(model, x)))
+        return {"confidence": torch.sigmoid(conf).float().cpu().numpy(),
+                "maps": torch.sigmoid(maps).float().cpu().numpy()}
+
+    def take(self, feats: torch.Tensor) -> torch.Tensor:
+        """``feats`` on this predictor's device and in its dtype (a copy where either differs)."""
+        weight = self.conv.weight
+        return feats.to(device=weight.device, dtype=weight.dtype)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path) -> None:
         """Weights and configuration in one file (loadable with ``torch.load(weights_only=True)``).
-        Weights with NaN or infinite values (a diverged training) are refused, never written."""
+        Weights with NaN or infinite values (a diverged training) are refused, never written. The
+        file holds CPU tensors whatever the predictor's device (it loads on any machine)."""
         path = check_path(path, "path")
         if not path.parent.is_dir():
             raise InputError(f"path {str(path)!r}: folder {str(path.parent)!r} does not exist")
@@ -108,7 +121,7 @@ class AttributePredictor(nn.Module):
             raise InputError(f"cannot save the attribute predictor to {str(path)!r}: {bad} have NaN or "
                              "infinite values (did training diverge?)")
         torch.save({
-            "state_dict": self.state_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "names": list(self.names),
             "in_channels": int(self.conv.in_channels),
             "kernel_size": int(self.kernel_size),
@@ -119,7 +132,8 @@ class AttributePredictor(nn.Module):
     def load(cls, path) -> "AttributePredictor":
         """A predictor written by :meth:`save`. Anything else — an empty or corrupt file, missing
         entries, names that are not distinct strings, weights of the wrong shape or with NaN —
-        is an InputError naming the file and what is wrong."""
+        is an InputError naming the file and what is wrong. The predictor is made on the CPU, where
+        the file is read (move it with ``.to()`` if you like; it runs where its weights are)."""
         blob, where = load_weights_file(path, "attribute predictor file",
                                         "a file written by AttributePredictor.save")
         if not isinstance(blob, dict) or any(k not in blob for k in SAVED_KEYS):
@@ -127,7 +141,8 @@ class AttributePredictor(nn.Module):
             raise InputError(f"{where} is not an attribute predictor saved with AttributePredictor.save: it "
                              f"holds {have}; expected a dict with {list(SAVED_KEYS)}")
         try:
-            out = cls(blob["names"], blob["in_channels"], kernel_size=blob["kernel_size"], pooling=blob["pooling"])
+            out = cls(blob["names"], blob["in_channels"], kernel_size=blob["kernel_size"], pooling=blob["pooling"],
+                      device="cpu")
             expected = out.state_dict()
             state = check_keys(blob["state_dict"], "state_dict", expected, required=tuple(expected))
             for key, value in state.items():
@@ -175,14 +190,15 @@ def _features(model, x, chunk=256):
 
 def _saliency(model, feats, images, partners, method="decomposition", options=None, show_progress=False,
               chunk=256):
+    """Saliency distributions (B, h*w) float32 on the features' device."""
     if method == "decomposition" and not options:
         try:  # from the features already computed: no forward pass at all
             out = []
             for s in range(0, len(feats), chunk):  # chunks bound the float64 contribution tensors
-                idx = torch.arange(s, min(s + chunk, len(feats)))
+                idx = torch.arange(s, min(s + chunk, len(feats)), device=feats.device)
                 qmap, _ = decomposition_maps_from_features(model, feats[idx], feats[partners[idx]])
                 out.append(qmap)
-            return saliency_distribution(torch.cat(out))
+            return saliency_distribution(torch.cat(out)).float()
         except ValueError:
             pass  # not an exact case: one explain() per image below
     from tqdm.auto import tqdm
@@ -194,11 +210,11 @@ def _saliency(model, feats, images, partners, method="decomposition", options=No
     for i in tqdm(range(len(images)), desc=f"saliency ({method})", disable=not show_progress, leave=False):
         j = int(partners[i])
         exp = explain(model, images[i], images[j], method=method, **(options or {}))
-        m = torch.as_tensor(exp.query_map)[None, None]
+        m = torch.as_tensor(exp.query_map, dtype=torch.float32, device="cpu")[None, None]  # maps: CPU numpy
         if tuple(m.shape[2:]) != grid:
             m = torch.nn.functional.interpolate(m, size=grid, mode="bilinear", align_corners=False)
         maps.append(m[:, 0])
-    return saliency_distribution(torch.cat(maps))
+    return saliency_distribution(torch.cat(maps)).to(feats.device)
 
 
 def fit_attribute_predictor(model: SimilarityModel, data: AttributeData, *, saliency_weight: float = 0.005,
@@ -213,6 +229,11 @@ def fit_attribute_predictor(model: SimilarityModel, data: AttributeData, *, sali
     :func:`~simviz_widgets.explain` per image with ``saliency_options``; RISE is slow on CPU).
     Returns the predictor in eval mode (and a log dict with ``return_log``:
     per-epoch classification loss and mean saliency distance over the true attributes' minimum).
+
+    Device and dtype: the features stay on the model's device and the predictor is trained there,
+    in float32 (a half model's features are upcast), and returned there (``.to('cpu')`` it if you
+    like: it runs wherever its weights are, and :meth:`AttributePredictor.save` writes CPU tensors).
+    Its initial weights are drawn on the CPU from ``seed``, the same on every device.
     """
     from tqdm.auto import tqdm
 
@@ -233,20 +254,28 @@ def fit_attribute_predictor(model: SimilarityModel, data: AttributeData, *, sali
         check_instance(saliency_options, "saliency_options", dict, "dict of the method's options")
     x = image_batch(model, data.images)
     feats = _features(model, x)
-    partners = torch.as_tensor(data.partners, dtype=torch.long)
+    # The head trains where the features are (the model's device): the features of every image are
+    # the large tensor and the head is one small conv, so moving the head costs nothing and a GPU
+    # trains it at once, where copying the features to the host would cost a transfer and CPU time.
+    # float32 whatever the model's dtype: Adam's steps (lr x a normalised gradient) fall below a
+    # float16 weight's rounding.
+    device = feats.device
+    partners = torch.as_tensor(data.partners, dtype=torch.long, device=device)
     sal = _saliency(model, feats, data.images, partners, saliency, saliency_options, show_progress)
-    labels = torch.as_tensor(data.labels, dtype=torch.float32)
-    true_mask = torch.as_tensor(data.labels, dtype=torch.bool)
+    feats = feats.float()
+    labels = torch.as_tensor(data.labels, dtype=torch.float32, device=device)
+    true_mask = torch.as_tensor(data.labels, dtype=torch.bool, device=device)
 
     torch.manual_seed(seed)
-    predictor = AttributePredictor(data.names, feats.shape[1], kernel_size=kernel_size, pooling=pooling)
+    predictor = AttributePredictor(data.names, feats.shape[1], kernel_size=kernel_size, pooling=pooling,
+                                   device="cpu").to(device)  # ours, so moved; the same draw on every device
     opt = torch.optim.Adam(predictor.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     log = {"bce": [], "saliency_distance": []}
     n = len(feats)
     predictor.train()
     for _ in tqdm(range(epochs), desc="attribute predictor", disable=not show_progress, leave=False):
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen, device="cpu").to(device)  # the CPU generator's draw
         bce_sum = dist_sum = 0.0
         for s in range(0, n, batch):
             idx = order[s : s + batch]

@@ -18,6 +18,9 @@ For a pair (query X, reference Y) each attribute a gets three components in [0, 
   (0.5 for every attribute if none was fitted).
 
 ``score = sum_k weights[k] * component_k``; weights are options (default 1 each).
+
+Devices: the features are computed on the model's device and moved to the predictor's (and its
+dtype); the components are computed on the CPU from the predictor's outputs (K values, K small maps).
 """
 
 from __future__ import annotations
@@ -96,14 +99,15 @@ class AttributeRanking(list):
 
 
 def _to_grid(saliency: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(saliency, np.float32))[None, None]
+    t = torch.as_tensor(np.asarray(saliency, np.float32), device="cpu")[None, None]
     if tuple(t.shape[2:]) != tuple(grid):
         t = torch.nn.functional.interpolate(t, size=grid, mode="bilinear", align_corners=False)
     return t[:, 0]
 
 
 def _agreement(maps, saliency, kind: str) -> np.ndarray:
-    soft = torch.softmax(torch.as_tensor(maps, dtype=torch.float64).flatten(1), dim=1)  # (K, N)
+    # Arrays (numpy, or tensors from anywhere): the components are computed on the CPU.
+    soft = torch.softmax(torch.as_tensor(maps, dtype=torch.float64, device="cpu").flatten(1), dim=1)  # (K, N)
     s = saliency_distribution(_to_grid(saliency, tuple(maps.shape[1:])))[0].double()  # (N,)
     if kind == "l2":
         return 1.0 - (soft - s).norm(dim=1).numpy() / math.sqrt(2.0)
@@ -113,7 +117,8 @@ def _agreement(maps, saliency, kind: str) -> np.ndarray:
 def rank_components(confidence_q, confidence_r, maps_q, maps_r, saliency_q, saliency_r, prior, *,
                     sides: str = "both", agreement: str = "mass") -> dict:
     """The three components (K,) from predictor outputs and saliency maps (pure arrays, for
-    batched evaluation): confidences (K,) in [0, 1], logit maps (K, h, w), saliency maps (h', w')."""
+    batched evaluation): confidences (K,) in [0, 1], logit maps (K, h, w), saliency maps (h', w');
+    numpy arrays (or CPU tensors)."""
     check_choice(sides, "sides", SIDES)
     check_choice(agreement, "agreement", AGREEMENTS)
     agree = _agreement(maps_q, saliency_q, agreement)
@@ -134,6 +139,8 @@ def explain_attributes(model: SimilarityModel, predictor: AttributePredictor, qu
     ``saliency``: an explanation method name (default 'decomposition': exact and one forward pass per
     image; 'rise' and others work too, with ``saliency_options``) or a ready PairExplanation of this
     pair. Returns an :class:`AttributeRanking`, best first (``top`` keeps the first ``top``).
+    The predictor runs where its weights are (the features are moved to it; it is never moved); maps
+    and scores come back on the CPU (numpy float32 maps, Python floats).
     """
     check_instance(model, "model", SimilarityModel)
     check_instance(predictor, "predictor", AttributePredictor)
@@ -154,8 +161,9 @@ def explain_attributes(model: SimilarityModel, predictor: AttributePredictor, qu
             f"{feats.shape[1]} (was it trained on this model?)"
         )
     with torch.no_grad():
-        maps, conf = predictor(feats)
-    conf = torch.sigmoid(conf).numpy()
+        maps, conf = predictor(predictor.take(feats))
+    maps = maps.float().cpu()  # (2, K, h, w): small; everything below is CPU numpy
+    conf = torch.sigmoid(conf).float().cpu().numpy()
     if isinstance(saliency, PairExplanation):
         if saliency_options:
             raise InputError(f"options {sorted(saliency_options)} are for a saliency method; saliency is a ready "
@@ -164,7 +172,8 @@ def explain_attributes(model: SimilarityModel, predictor: AttributePredictor, qu
     else:
         base = explain(model, q, r, method=saliency, **saliency_options)
     comps = rank_components(conf[0], conf[1], maps[0].numpy(), maps[1].numpy(), base.query_map,
-                            base.reference_map, predictor.prior.numpy(), sides=sides, agreement=agreement)
+                            base.reference_map, predictor.prior.float().cpu().numpy(), sides=sides,
+                            agreement=agreement)
     total = sum(w[k] * comps[k] for k in COMPONENTS)
     activation = torch.sigmoid(maps).numpy().astype(np.float32)
     order = np.argsort(-total, kind="stable")

@@ -56,7 +56,8 @@ def _check_exact(model: SimilarityModel) -> None:
 
 def decomposition_maps_from_features(model: SimilarityModel, fq: torch.Tensor, fr: torch.Tensor):
     """:func:`decomposition_maps` from feature maps (B, C, h, w) already computed with
-    ``model.features`` (training computes them once for the predictor and the saliency)."""
+    ``model.features`` (training computes them once for the predictor and the saliency). Computed in
+    float64 on the features' device (exact for float16 / bfloat16 maps); returned float32 there."""
     _check_exact(model)
     with torch.no_grad():
         Eq, gq = _contributions(model, fq.double())
@@ -68,7 +69,8 @@ def decomposition_maps_from_features(model: SimilarityModel, fq: torch.Tensor, f
             rmap = (2 * (Er @ gq[:, :, None])[..., 0] - (Er @ gr[:, :, None])[..., 0]
                     - (gq * gq).sum(1, keepdim=True) / nr)
         else:
-            z = gq.norm(dim=1) * gr.norm(dim=1) if model.metric == "cosine" else torch.ones(gq.shape[0], dtype=gq.dtype)
+            z = (gq.norm(dim=1) * gr.norm(dim=1) if model.metric == "cosine"
+                 else torch.ones(gq.shape[0], dtype=gq.dtype, device=gq.device))
             z = z.clamp_min(1e-12)[:, None]
             qmap = (Eq @ gr[:, :, None])[..., 0] / z
             rmap = (Er @ gq[:, :, None])[..., 0] / z
