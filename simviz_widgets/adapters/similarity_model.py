@@ -209,11 +209,11 @@ class SimilarityModel:
             return  # the user chose another embedding than the model's output: nothing to compare
         # Tolerance: the rounding of the output's dtype (float16 / bfloat16 too), discovery.py.
         if outputs_match(ours, out):
-            return self._check_in_float32(out)
+            return self._output_check_in_float32(out)
         if outputs_match(F.normalize(ours, dim=1), out):
             self.output_normalized = True
             log.info("%s L2-normalises its output; the embedding is normalised the same way", self.name)
-            return self._check_in_float32(out)
+            return self._output_check_in_float32(out)
         err = (ours - out).abs().max().item() if ours.shape == out.shape else float("nan")
         raise ModelAdapterError(
             f"could not reproduce {self.name}'s output from pooling ({self.pooling.kind}) and the "
@@ -222,7 +222,7 @@ class SimilarityModel:
             "its forward does work outside modules. Pass pooling= and head= explicitly."
         )
 
-    def _check_in_float32(self, out: torch.Tensor) -> None:
+    def _output_check_in_float32(self, out: torch.Tensor) -> None:
         """For a half-precision model, repeat the output check on a float32 copy with float32's
         tolerance: bfloat16's rounding (6 % of the output's scale) would otherwise hide a forward
         that scales its output by a few percent outside modules. A copy that cannot be made keeps
