@@ -21,6 +21,7 @@ from ..checks import Option
 from ..images import PreparedImage
 from .any_layer import first_order_warning, gradient_contributions
 from .base import Explainer, PairExplanation, PointToPoint, register_method, zero_embeddings
+from .bias_terms import spatial_contributions
 
 __all__ = ["ActivationDecomposition", "position_contributions", "model_score", "precision_info"]
 
@@ -79,7 +80,7 @@ def natural_scale(metric: str, gq: torch.Tensor, gr: torch.Tensor) -> float:
             "euclidean": lambda: float(gq @ gq + gr @ gr)}[metric]()
 
 
-def position_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: bool = True,
+def position_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: bool | str = True,
                            show_progress: bool = True, mode: str = "auto") -> dict:
     """Per-position embedding contributions for one normalised image x (1, 3, H, W).
 
@@ -90,12 +91,13 @@ def position_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: boo
     float64): completeness is checked to 1e-5 relative and the factors are small. In any-layer mode (``layer=``) also
     ``residual_ratio`` and ``mode``: 'forward' (one Jacobian-vector product per position),
     'backward' (one vector-Jacobian product per embedding dimension) or 'auto' (default: the
-    cheaper), same values to float32 round-off.
+    cheaper), same values to float32 round-off. ``bias="spatial"``: in any-layer mode the later layers'
+    biases are split over the cells (explain/bias_terms.py); at the pooling input the same as True.
     """
     if model.decompose_layer is not None:
         found = _gradient_contributions(model, x, bias=bias, show_progress=show_progress, mode=mode)
     else:
-        found = _exact_contributions(model, x, bias=bias)
+        found = _exact_contributions(model, x, bias=bias is not False)
     # The maps and factors are assembled on the CPU (numpy): N x D float64 values, small.
     found["E"], found["g"] = found["E"].cpu(), found["g"].cpu()
     return found
@@ -145,10 +147,13 @@ def _exact_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: bool)
     return {"E": E, "g": g, "g_model": g_model, "grid": (h, w), "notes": notes}
 
 
-def _gradient_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: bool, show_progress: bool,
+def _gradient_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: bool | str, show_progress: bool,
                             mode: str = "auto", chunk: int | None = None) -> dict:
     """Any-layer mode (explain/any_layer.py): forward mode unless positions outnumber twice the
-    embedding dimensions, backward on request or when the model's operations lack forward-mode AD."""
+    embedding dimensions, backward on request or when the model's operations lack forward-mode AD.
+    ``bias="spatial"``: the later biases split over the cells (explain/bias_terms.py)."""
+    if bias == "spatial":
+        return spatial_contributions(model, x, show_progress=show_progress, mode=mode, chunk=chunk)
     return gradient_contributions(model, x, bias=bias, show_progress=show_progress, mode=mode, chunk=chunk)
 
 
@@ -169,7 +174,9 @@ class ActivationDecomposition(Explainer):
     Deviations and extensions:
 
     * ``bias=True`` (default) spreads the head's bias evenly over positions so the decomposition is
-      exact; the authors' code drops it (``bias=False``).
+      exact; the authors' code drops it (``bias=False``). In any-layer mode ``bias_split="spatial"``
+      gives each cell its share of the later layers' biases (FullGrad-like, explain/bias_terms.py)
+      before any residual is spread; the default is the model's ``bias_split`` ("even" unless set).
     * ``clip=False`` (default) keeps the signed, exact D; ``clip=True`` is the authors' display
       variant ``D <- max(D / max(D), 0)`` (then no longer sums to the score).
     * Non-affine heads are linearised at the observed input; flattened heads use per-position
@@ -186,12 +193,16 @@ class ActivationDecomposition(Explainer):
     paper = "Zhu, Yang, Chen. Visual Explanation for Deep Metric Learning. IEEE TIP 2021 (arXiv 1909.12977)"
     options = {
         "bias": Option.flag(True, "spread the head's bias over positions (exact); False = the authors' code"),
+        "bias_split": Option.choice(None, "any-layer mode: 'even' spreads the later biases evenly over "
+                                    "cells, 'spatial' splits them by area (exact for piecewise-linear "
+                                    "networks); None: the model's default", ("even", "spatial", None)),
         "clip": Option.flag(False, "the authors' display variant D <- max(D / max(D), 0)"),
         "show_progress": Option.flag(True, "progress bar for the any-layer mode"),
     }
 
     def compute(self, model: SimilarityModel, query: PreparedImage, reference: PreparedImage) -> PairExplanation:
-        bias = self.config["bias"]
+        split = self.config["bias_split"] or getattr(model, "bias_split", "even")
+        bias = "spatial" if self.config["bias"] and split == "spatial" else self.config["bias"]
         progress = self.config["show_progress"]
         cq = position_contributions(model, query.tensor, bias=bias, show_progress=progress)
         cr = position_contributions(model, reference.tensor, bias=bias, show_progress=progress)
@@ -213,7 +224,7 @@ class ActivationDecomposition(Explainer):
             if message:
                 warnings.warn(message, UserWarning, stacklevel=4)  # the caller of explain()
                 info["first_order_warning"] = message
-        info["bias"] = bias
+        info["bias"], info["bias_split"] = self.config["bias"], split
         # Cosine of an all-zero embedding: score 0 (torch's eps convention), every D(i, j) 0.
         zero = zero_embeddings(self.name, model.metric, gq, gr)
         if zero:
