@@ -65,8 +65,10 @@ class Gate:
                 gate.models.append(model)
                 gate.started.set()
                 try:
+                    # The job hands methods a cancel *check* (a callable, widgets/jobs.py); the gate
+                    # treated it as an Event, which failed whenever the 2 ms wait lapsed (a loaded machine).
                     while not gate.release.wait(0.002):
-                        if self.config["cancel"] is not None and self.config["cancel"].is_set():
+                        if self.config["cancel"] is not None and self.config["cancel"]():
                             raise ExplanationCancelled("cancelled", None)
                     exp = sv.explain(model, query, reference, method="similarity_map")
                 finally:

@@ -26,6 +26,7 @@ from simviz_widgets.datasets.faces import (
     list_faces,
     load_face,
 )
+from simviz_widgets.explain.decomposition import position_contributions
 from simviz_widgets.models.face_resnet import (
     FACE_PREPROCESS,
     MANIFEST_FILE,
@@ -292,11 +293,23 @@ def test_default_is_the_8x8_stage_with_its_completeness_reported():
     assert float(e.query_map.sum()) == pytest.approx(e.score, rel=1e-5)
     exact = sv.explain(model.at_layer(None), a, b, method="decomposition")
     assert e.score == pytest.approx(exact.score, rel=1e-5)
-    # ... and that residual is reported: for this ReLU network with biases it is larger than the
-    # first-order part (|g - sum e_i| / |g| about 1.1-1.2 at 8 x 8), with a warning saying so.
+    # ... because the later biases are split over the cells (bias_split="spatial", the face model's
+    # default): the network is piecewise linear after conv128_2, so nothing is left to spread and no
+    # first-order warning is given.
     ratios = e.info["residual_ratio"]
-    assert set(ratios) == {"query", "reference"} and all(0 < r < 5 for r in ratios.values())
-    assert any("first-order" in str(w.message) for w in caught) == (max(ratios.values()) > 0.5)
+    assert e.info["bias_split"] == "spatial"
+    assert set(ratios) == {"query", "reference"} and all(r < 1e-5 for r in ratios.values())
+    assert not any("first-order" in str(w.message) for w in caught)
+    # Spread evenly (plain gradient x input), the biases are larger than the first-order part
+    # (|g - sum e_i| / |g| about 1.1-1.2), with the warning saying so; the score is the same.
+    with pytest.warns(UserWarning, match="first-order"):
+        even = sv.explain(model, a, b, method="decomposition", bias_split="even", show_progress=False)
+    assert all(0.5 < r < 5 for r in even.info["residual_ratio"].values())
+    assert even.score == pytest.approx(e.score, rel=1e-6)
+    # position_contributions follows the model's split by default, as explain() does.
+    x = model.prepare(a).tensor
+    assert position_contributions(model, x, show_progress=False)["residual_ratio"] < 1e-5
+    assert position_contributions(model, x, bias="even", show_progress=False)["residual_ratio"] > 0.5
 
 
 def test_each_load_has_its_own_network():

@@ -17,7 +17,7 @@ import torch
 
 from ..adapters import SimilarityModel
 from ..adapters.frozen_norm import frozen_norm_note
-from ..checks import Option
+from ..checks import InputTypeError, Option
 from ..images import PreparedImage
 from .any_layer import first_order_warning, gradient_contributions
 from .base import Explainer, PairExplanation, PointToPoint, register_method, zero_embeddings
@@ -91,9 +91,15 @@ def position_contributions(model: SimilarityModel, x: torch.Tensor, *, bias: boo
     float64): completeness is checked to 1e-5 relative and the factors are small. In any-layer mode (``layer=``) also
     ``residual_ratio`` and ``mode``: 'forward' (one Jacobian-vector product per position),
     'backward' (one vector-Jacobian product per embedding dimension) or 'auto' (default: the
-    cheaper), same values to float32 round-off. ``bias="spatial"``: in any-layer mode the later layers'
-    biases are split over the cells (explain/bias_terms.py); at the pooling input the same as True.
+    cheaper), same values to float32 round-off. ``bias``: True (the model's ``bias_split``, "even"
+    unless it sets one), "even", "spatial" (in any-layer mode the later layers' biases split over the
+    cells, explain/bias_terms.py; at the pooling input the same as "even") or False.
     """
+    if not (isinstance(bias, bool) or bias in ("even", "spatial")):
+        raise InputTypeError(f"bias={bias!r}: expected True, False, 'even' or 'spatial'")
+    if bias is True:
+        bias = getattr(model, "bias_split", "even")
+    bias = True if bias == "even" else bias
     if model.decompose_layer is not None:
         found = _gradient_contributions(model, x, bias=bias, show_progress=show_progress, mode=mode)
     else:
@@ -202,7 +208,7 @@ class ActivationDecomposition(Explainer):
 
     def compute(self, model: SimilarityModel, query: PreparedImage, reference: PreparedImage) -> PairExplanation:
         split = self.config["bias_split"] or getattr(model, "bias_split", "even")
-        bias = "spatial" if self.config["bias"] and split == "spatial" else self.config["bias"]
+        bias = split if self.config["bias"] else False
         progress = self.config["show_progress"]
         cq = position_contributions(model, query.tensor, bias=bias, show_progress=progress)
         cr = position_contributions(model, reference.tensor, bias=bias, show_progress=progress)
