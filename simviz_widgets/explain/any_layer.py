@@ -108,8 +108,10 @@ def first_order_warning(layer: str, ratios: dict[str, float], bias: bool) -> str
     fate = "spread evenly over positions like a bias" if bias else "left out of the maps (bias=False)"
     return (
         f"decomposition at layer {layer!r}: the first-order (gradient x input) reading is far from exact: "
-        f"|g - sum_i e_i| / |g| = {which} > {FIRST_ORDER_LIMIT}; that residual is {fate}. The pooling "
-        "input's grid has no residual (exact mode: model.at_layer(None))."
+        f"|g - sum_i e_i| / |g| = {which} > {FIRST_ORDER_LIMIT}; that residual is {fate}. Where the "
+        "layers after it are piecewise linear (ReLU, pooling, convolutions and affine maps with biases), "
+        "bias_split='spatial' gives each cell its share of their biases and the residual vanishes; the "
+        "pooling input has none either (exact mode: model.at_layer(None)), on its coarser grid."
     )
 
 

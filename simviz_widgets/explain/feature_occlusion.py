@@ -101,7 +101,8 @@ def occlusion_exactness(model: SimilarityModel) -> tuple[bool, list[str]]:
     elif model.pooling.kind == "gem":
         why.append("GeM pooling: contributions use the observed pooling weights (linearised)")
     if model.head_kind == "generic":
-        why.append("generic head: linearised at the observed input (its Jacobian)")
+        why.append("generic head: linearised at the observed input (its Jacobian, or for a LayerNorm head "
+                   "its affine map with the scale held there)")
     return not why, why
 
 
