@@ -319,3 +319,14 @@ def test_each_load_has_its_own_network():
     assert a.module is not b.module
     a.module.half()
     assert b.dtype == torch.float32 and sv.load_model("face_resnet").dtype == torch.float32
+
+
+def test_a_malformed_manifest_is_named(tmp_path):
+    """A manifest entry without 'paths' (or not JSON at all) raised a bare KeyError / JSONDecodeError."""
+    bad = tmp_path / "manifest.json"
+    bad.write_text(json.dumps([{"weights": []}]))
+    with pytest.raises(TfjsWeightsError, match="malformed weight group.*'paths'"):
+        read_tfjs_weights(bad)
+    bad.write_text("{not json")
+    with pytest.raises(TfjsWeightsError, match="not a JSON weights manifest"):
+        read_tfjs_weights(bad)

@@ -43,17 +43,26 @@ def read_tfjs_weights(manifest_path: str | os.PathLike) -> "OrderedDict[str, np.
     if not manifest_path.is_file():
         raise FileNotFoundError(f"manifest_path={os.fspath(manifest_path)!r}: no such file")
     folder = os.fspath(manifest_path.parent)
-    with open(manifest_path, encoding="utf-8") as f:
-        groups = json.load(f)
+    try:
+        with open(manifest_path, encoding="utf-8") as f:
+            groups = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TfjsWeightsError(f"{manifest_path}: not a JSON weights manifest ({err})") from None
     if not isinstance(groups, list):
         raise TfjsWeightsError(f"{manifest_path}: expected a list of weight groups, got {type(groups).__name__}")
     out: OrderedDict[str, np.ndarray] = OrderedDict()
     for group in groups:
-        data = b"".join(_read(os.path.join(folder, p)) for p in group["paths"])
-        offset = 0
-        for spec in group["weights"]:
-            array, offset = _take(data, offset, spec, manifest_path)
-            out[spec["name"]] = array
+        try:
+            data = b"".join(_read(os.path.join(folder, p)) for p in group["paths"])
+            offset = 0
+            for spec in group["weights"]:
+                array, offset = _take(data, offset, spec, manifest_path)
+                out[spec["name"]] = array
+        except TfjsWeightsError:
+            raise
+        except (KeyError, TypeError, ValueError) as err:  # a manifest entry without paths, name, shape...
+            raise TfjsWeightsError(f"{manifest_path}: malformed weight group ({type(err).__name__}: {err}); "
+                                   "expected 'paths' and 'weights' with 'name', 'shape' and 'dtype'") from None
         if offset != len(data):
             raise TfjsWeightsError(
                 f"{manifest_path}: the shard(s) {group['paths']} hold {len(data)} bytes but the manifest "
