@@ -193,3 +193,36 @@ def test_each_load_of_the_default_model_has_its_own_network():
     assert b.dtype == torch.float32
     for (name, pa), pb in zip(a.module.state_dict().items(), b.module.state_dict().values()):
         assert torch.equal(pa.float(), pb.float().half().float()), name  # same weights, apart from a's rounding
+
+
+class _CastsToHalf(nn.Module):
+    """A float16 network whose forward casts its input to float16 itself: its float32 copy cannot run."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool = nn.Conv2d(3, 16, 3), nn.AdaptiveAvgPool2d(1)
+        self.flat, self.fc = nn.Flatten(), nn.Linear(16, 8)
+
+    def forward(self, x):
+        return self.fc(self.flat(self.pool(self.conv(x.to(torch.float16)))))
+
+
+def test_a_half_model_whose_float32_copy_cannot_run_keeps_the_half_precision_check():
+    """The float32 re-check refused it ('checked on a float32 copy'): only an output mismatch refuses."""
+    torch.manual_seed(0)
+    net = _CastsToHalf().eval().half()
+    model = sv.adapters.SimilarityModel.wrap(net, preprocess=PreprocessConfig(input_size=(32, 32), resize_short=None))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():  # the folded head rounds differently: float16's few units in the last place
+        assert torch.allclose(model.embed_tensor(x).float(), net(x).float(), atol=2e-3)
+
+
+def test_a_bias_split_set_on_a_model_is_kept_by_its_copies_and_other_layers():
+    """Background jobs run copies: a bias_split set on the model was lost there ('even' in the widget,
+    'spatial' in explain())."""
+    model = sv.load_model("tiny_test")
+    assert model.bias_split == "even"  # the class default
+    model.bias_split = "spatial"
+    assert model.copy().bias_split == "spatial"
+    assert model.at_layer(None).bias_split == "spatial"
+    assert sv.load_model("tiny_test").bias_split == "even"  # set on that model only

@@ -413,3 +413,13 @@ def test_bundled_photo_pair_at_a_finer_grid_warns_and_sums(default_model):
     assert exp.query_map.shape == (14, 14)
     assert exp.completeness_error < 1e-6
     assert "forward mode" in exp.info["notes"][0]
+
+
+def test_the_first_order_warning_suggests_the_spatial_split_only_when_it_is_not_in_use():
+    from simviz_widgets.explain.any_layer import first_order_warning
+
+    even = first_order_warning("blocks.4", {"query": 1.3}, True)
+    spatial = first_order_warning("blocks.4", {"query": 1.3}, "spatial")
+    assert "bias_split='spatial' gives" in even and "bias_split='spatial' gives" not in spatial
+    assert "not piecewise linear" in spatial and "1.3" in spatial
+    assert first_order_warning("blocks.4", {"query": 0.4}, "spatial") is None

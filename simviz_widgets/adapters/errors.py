@@ -12,11 +12,15 @@ from typing import Any, Callable
 
 from ..checks import InputError, InputTypeError
 
-__all__ = ["ModelAdapterError", "ModelAdapterTypeError", "adapter_check"]
+__all__ = ["ModelAdapterError", "ModelAdapterTypeError", "OutputMismatchError", "adapter_check"]
 
 
 class ModelAdapterError(InputError):
     """The model cannot be seen as feature map -> pooling -> head as configured."""
+
+
+class OutputMismatchError(ModelAdapterError):
+    """Feature map -> pooling -> head does not reproduce the network's own output."""
 
 
 class ModelAdapterTypeError(ModelAdapterError, InputTypeError):

@@ -86,7 +86,15 @@ def at_layer(model, layer: str | nn.Module | None):
     new.output_normalized = model.output_normalized
     if hasattr(model, "_simviz_fast_copy"):
         new._simviz_fast_copy = model._simviz_fast_copy
+    carry_choices(model, new)
     return new
+
+
+def carry_choices(model, new) -> None:
+    """The user's choices set on ``model`` itself (not its class) that a copy or another layer of it
+    keeps: ``bias_split`` (explain/decomposition.py), else background jobs' copies would use another."""
+    if "bias_split" in vars(model):
+        new.bias_split = model.bias_split
 
 
 def at_resolution(model, n: int):

@@ -46,10 +46,10 @@ from .discovery import (
     resolve_layer,
     tolerance_text,
 )
-from .errors import ModelAdapterError, ModelAdapterTypeError, adapter_check
+from .errors import ModelAdapterError, ModelAdapterTypeError, OutputMismatchError, adapter_check
 from .frozen_norm import frozen_norm_affine
 from .head import NO_OP_TYPES, RecordedHead, bn_affine, describe_module, essential, fold_exact_head, head_layers
-from .layers import at_layer, at_resolution, grid_layers
+from .layers import at_layer, at_resolution, carry_choices, grid_layers
 from .pooling import METRICS, POOLINGS, Pooling, is_global_size, pooling_from_module
 from .scripted import is_script_module, python_view
 from .tokens import TokenView, exact_layer, token_view
@@ -69,6 +69,8 @@ _RecordedHead, _essential, _head_layers, _bn_affine, _fold_exact_head = (
 class SimilarityModel:
     """A torch embedding model seen as ``F -> pool -> head -> metric``. Build with :meth:`wrap`."""
 
+    bias_split: str = "even"  # any-layer mode: 'even' or 'spatial' (explain/bias_terms.py)
+
     def __init__(self):  # use SimilarityModel.wrap
         self.module: nn.Module
         self.metric: str
@@ -80,6 +82,8 @@ class SimilarityModel:
         self.head_bias: torch.Tensor | None = None
         self.feature_layer: str = ""
         self.decompose_layer: str | None = None  # any-layer mode when set
+        # bias_split (class attribute below; set it on a model to choose): how the any-layer mode
+        # shares out the later layers' biases, explain/decomposition.py.
         self.output_normalized = False
         self.name: str = ""
         self._feature_point: tuple[nn.Module, str] | None = None
@@ -215,7 +219,7 @@ class SimilarityModel:
             log.info("%s L2-normalises its output; the embedding is normalised the same way", self.name)
             return self._output_check_in_float32(out)
         err = (ours - out).abs().max().item() if ours.shape == out.shape else float("nan")
-        raise ModelAdapterError(
+        raise OutputMismatchError(
             f"could not reproduce {self.name}'s output from pooling ({self.pooling.kind}) and the "
             f"modules after it (shapes {tuple(ours.shape)} vs {tuple(out.shape)}, max diff {err:.3g}, "
             f"tolerance {tolerance_text(out)}); "
@@ -236,8 +240,10 @@ class SimilarityModel:
             return
         try:
             SimilarityModel.wrap(module32, metric=self.metric, preprocess=self.preprocess, name=self.name)
-        except ModelAdapterError as err:
-            raise ModelAdapterError(f"{err} (checked on a float32 copy of the {out.dtype} model)") from None
+        except OutputMismatchError as err:
+            raise OutputMismatchError(f"{err} (checked on a float32 copy of the {out.dtype} model)") from None
+        except Exception as err:  # noqa: BLE001 - a copy that cannot run in float32 (casts its input...)
+            log.info("%s: the float32 copy does not run (%s); checked at %s rounding", self.name, err, out.dtype)
 
     def _set_decompose_layer(self, layer: str | nn.Module) -> None:
         name, mod = resolve_layer(self.module, layer, self.name)
@@ -416,6 +422,7 @@ class SimilarityModel:
         # Passing pooling and head explicitly skips output matching, which is where wrap() learns
         # that the network L2-normalises its output: carry it over.
         new.output_normalized = self.output_normalized
+        carry_choices(self, new)
         return new
 
     # -- other layers (layers.py) ------------------------------------------------------

@@ -106,6 +106,13 @@ def first_order_warning(layer: str, ratios: dict[str, float], bias: bool) -> str
         return None
     which = ", ".join(f"{r:.3g} ({side})" for side, r in far.items())
     fate = "spread evenly over positions like a bias" if bias else "left out of the maps (bias=False)"
+    if bias == "spatial":  # the biases are already shared out: what is left is not piecewise linear
+        return (
+            f"decomposition at layer {layer!r}: with the later biases split over the cells, the first-order "
+            f"reading still leaves |g - sum_i e_i| / |g| = {which} > {FIRST_ORDER_LIMIT} (the layers after it "
+            "are not piecewise linear); that residual is spread evenly over positions. The pooling input has "
+            "none (exact mode: model.at_layer(None)), on its coarser grid."
+        )
     return (
         f"decomposition at layer {layer!r}: the first-order (gradient x input) reading is far from exact: "
         f"|g - sum_i e_i| / |g| = {which} > {FIRST_ORDER_LIMIT}; that residual is {fate}. Where the "

@@ -230,7 +230,8 @@ class ActivationDecomposition(Explainer):
             if message:
                 warnings.warn(message, UserWarning, stacklevel=4)  # the caller of explain()
                 info["first_order_warning"] = message
-        info["bias"], info["bias_split"] = self.config["bias"], split
+        # The split applies to the any-layer mode only: at the pooling input nothing is shared out.
+        info["bias"], info["bias_split"] = self.config["bias"], split if model.decompose_layer else None
         # Cosine of an all-zero embedding: score 0 (torch's eps convention), every D(i, j) 0.
         zero = zero_embeddings(self.name, model.metric, gq, gr)
         if zero:
