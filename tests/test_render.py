@@ -355,3 +355,23 @@ def test_figure_displays_as_png_without_pyplot():
     fig.add_subplot().plot([0, 1], [0, 1])
     png = fig._repr_png_()
     assert Image.open(io.BytesIO(png)).format == "PNG"
+
+
+def test_a_euclidean_title_gives_the_distance_too():
+    """similarity = -distance²: face verification reads distances (dlib's threshold 0.6)."""
+    exp, _ = _explanation()
+    exp.metric, exp.score = "euclidean", -0.1010
+    title = explanation_figure(exp)._suptitle.get_text()
+    assert "euclidean similarity -0.1010" in title and "distance 0.318" in title
+    exp.metric, exp.score = "cosine", 0.8125
+    assert "distance" not in explanation_figure(exp)._suptitle.get_text()
+
+
+def test_the_viewer_score_line_gives_a_euclidean_distance_too():
+    from simviz_widgets.widgets.hover import HoverLogic
+
+    exp, _ = _explanation()
+    exp.metric, exp.score = "euclidean", -0.25
+    assert "(distance 0.500)" in HoverLogic(exp).score_html()
+    exp.metric, exp.score = "cosine", 0.8125
+    assert "distance" not in HoverLogic(exp).score_html()

@@ -176,6 +176,8 @@ def explanation_figure(
         top, bottom = fig, None
 
     title = f"{exp.method}: {exp.metric} similarity {exp.score:.4f}"
+    if exp.metric == "euclidean" and exp.score <= 0:  # similarity = -distance²: say the distance too
+        title += f" (distance {(-exp.score) ** 0.5:.3f})"
     error = getattr(exp, "completeness_error", None)
     if error is not None:
         title += f"  (completeness error {error:.1e})"

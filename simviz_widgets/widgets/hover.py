@@ -256,7 +256,10 @@ class HoverLogic:
 
     def score_html(self) -> str:
         exp = self.explanation
-        text = f"<b>{exp.metric} similarity</b> {exp.score:.4f} &nbsp;·&nbsp; method <code>{exp.method}</code>"
+        text = f"<b>{exp.metric} similarity</b> {exp.score:.4f}"
+        if exp.metric == "euclidean" and exp.score <= 0:  # similarity = -distance²: say the distance too
+            text += f" (distance {(-exp.score) ** 0.5:.3f})"
+        text += f" &nbsp;·&nbsp; method <code>{exp.method}</code>"
         if exp.completeness_error is not None:
             text += f" &nbsp;·&nbsp; completeness error {exp.completeness_error:.1e}"
         return text
