@@ -488,3 +488,21 @@ def test_a_closed_comparison_session_refuses_work(tiny, pair):
     for call in (lambda: session.set_pair(*pair), session.run, lambda: session.set_model(tiny)):
         with pytest.raises(RuntimeError, match="comparison session is closed"):
             call()
+
+
+def test_a_menu_choice_over_a_running_job_never_shows_the_old_method_in_between(tiny, pair, gates):
+    """Was: choosing gradcam while a slow job ran first cancelled it, which named the shown method
+    (decomposition) in the menu for a moment before gradcam; in the browser that transient value
+    could win the race with the user's choice (seen: explanation gradcam, menu 'sliding_window')."""
+    v = PairViewer(tiny, *pair, size=96)
+    v.method_dropdown.value = "_gate_a"
+    assert gates["_gate_a"].started.wait(10) and v.computing == "_gate_a"
+    seen = []
+    v.method_dropdown.observe(lambda change: seen.append(change["new"]), "value")
+    v.method_dropdown.value = "gradcam"  # as the browser's menu sets it
+    assert seen == ["gradcam"]
+    assert v.explanation.method == "gradcam" and v.method == "gradcam" and v.computing is None
+    gates["_gate_a"].release.set()
+    v.session.runner.join_all(10)
+    assert v.method_dropdown.value == "gradcam"
+    v.close()

@@ -130,11 +130,14 @@ class ExplanationSession(traitlets.HasTraits):
                 f"method {method!r} needs a model, and this viewer has none (it was made from an "
                 "explanation); call set_model(model) first"
             )
-        self.cancel()  # first, so that a failure below leaves a consistent state (nothing computing)
-        if cls.slow:
-            self._start(method)
-        else:
-            self._show(explain(self._model, *self.inputs, method=method))
+        # One notification per trait for the whole choice: cancelling alone would name the shown
+        # method for a moment, and a menu synced to that transient value could be left on it.
+        with self.hold_trait_notifications():
+            self.cancel()  # first, so that a failure below leaves a consistent state (nothing computing)
+            if cls.slow:
+                self._start(method)
+            else:
+                self._show(explain(self._model, *self.inputs, method=method))
 
     def set_explanation(self, explanation: PairExplanation, *, inputs: tuple | None = None) -> None:
         """Show ``explanation`` (cancels any background job). ``inputs``: the (query, reference)
