@@ -146,14 +146,14 @@ def test_ops_without_a_tangent_batch_rule_use_torch_func():
 def test_a_wrong_tangent_rule_is_caught_by_the_check_against_torch_func(monkeypatch):
     """The first chunk's strongest position is recomputed with torch.func: a rule that scaled batch
     norm wrongly is noticed, noted, and torch.func gives the right vectors instead."""
-    from simviz_widgets.explain import any_layer
+    from simviz_widgets.explain import tangent_batch
 
     def wrong(func, x, *args, **kwargs):
-        out = any_layer._batch_norm(func, x, *args, **kwargs)
+        out = tangent_batch._batch_norm(func, x, *args, **kwargs)
         out.factor = out.factor * 1.5
         return out
 
-    monkeypatch.setitem(any_layer._RULES, torch.nn.functional.batch_norm, wrong)
+    monkeypatch.setitem(tangent_batch._RULES, torch.nn.functional.batch_norm, wrong)
     model = sv.SimilarityModel.wrap(_scene_net(), preprocess=SCENE_PREPROCESS, layer="backbone.2")
     x = model.prepare(_image(1)).tensor
     out = _gradient_contributions(model, x, bias=False, show_progress=False, mode="forward")

@@ -36,7 +36,8 @@ import weakref
 import torch
 
 from ..adapters import SimilarityModel
-from .any_layer import _NotCovered, _Tangents, gradient_contributions
+from .any_layer import gradient_contributions
+from .tangent_batch import NotCovered, Tangents, embedding_tangents
 
 log = logging.getLogger("simviz_widgets")
 
@@ -263,7 +264,7 @@ def _forward_rows(model, x, A0, sites, largest, *, show_progress, chunk) -> torc
                         expect = torch.func.vmap(_product(model, x, A0, sites))(cells[j : j + 1])[0]
                         gap = float((block[j] - expect).norm() / expect.norm().clamp_min(1e-30))
                         if gap > max(1e-4, 16 * torch.finfo(A0.dtype).eps):
-                            raise _NotCovered(f"tangent batch and torch.func differ by {gap:.2g}")
+                            raise NotCovered(f"tangent batch and torch.func differ by {gap:.2g}")
                         verified.add(model.decompose_layer)
                 except Exception as err:  # noqa: BLE001 - an op without a rule: torch.func from here on
                     log.info("%s: bias terms without the tangent batch (%s: %s)", model.name, type(err).__name__, err)
@@ -351,22 +352,15 @@ def _tangent_batch(model: SimilarityModel, x: torch.Tensor, A0: torch.Tensor, si
     k = cells.shape[0]
 
     def add(site, output):
-        if not isinstance(output, _Tangents):
-            raise _NotCovered("a bias module that does not depend on the layer")
-        return _Tangents(output.primal, output.applied() + site.added(cells))
+        if not isinstance(output, Tangents):
+            raise NotCovered("a bias module that does not depend on the layer")
+        return Tangents(output.primal, output.applied() + site.added(cells))
 
     handles = _hooked(model, sites, add)
     try:
-        start = _Tangents(A0.clone(), A0.new_zeros(k, *A0.shape[1:]))
+        start = Tangents(A0.clone(), A0.new_zeros(k, *A0.shape[1:]))
         feats = model.run_with_layer_replaced(x, start, features_only=True)
     finally:
         for handle in handles:
             handle.remove()
-    if not isinstance(feats, _Tangents):
-        raise _NotCovered("features that do not depend on the layer")
-    at, tangents = feats.primal, feats.applied()
-
-    def head(t):
-        return torch.func.jvp(model.embed_from_features, (at,), (t[None],))[1][0]
-
-    return torch.func.vmap(head)(tangents)
+    return embedding_tangents(model, feats)
