@@ -15,15 +15,13 @@ contribution vectors E, and the residual |g - sum_i e_i| / |g| of each image; pl
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import statistics
 import time
 import warnings
-from pathlib import Path
 
 import torch
+from machine import describe
 
 import simviz_widgets as sv
 from simviz_widgets.datasets import load_photo
@@ -31,17 +29,7 @@ from simviz_widgets.explain.decomposition import _backward_contributions, _gradi
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"Python {platform.python_version()}; load average (1, 5, 15 min): {load}")
+    return describe(torch)
 
 
 def pair_contributions(fn, model, tensors):

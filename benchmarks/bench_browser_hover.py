@@ -53,6 +53,7 @@ from lab_harness import (  # noqa: E402 - after the path above
     summary,
     timed_hovers,
 )
+from machine import cpu_name, load_average  # noqa: E402 - this folder (the script's own)
 
 GRID = 7
 CANVAS = (320, 320)
@@ -176,16 +177,8 @@ def payload_sizes(exp) -> dict:
 
 
 def machine() -> dict:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]}
+    return {"nproc": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version(),
+            "load_average_1_5_15": [round(v, 2) for v in load_average()]}
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from test_methods import _images  # the same blocky random pair as the methods' tests
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
@@ -34,15 +35,6 @@ RESNET_PREPROCESS = PreprocessConfig(input_size=(64, 64), resize_short=None)
 PIXEL_METHODS = {"rise", "sliding_window"}
 
 
-def _images(seed=0, size=64):
-    g = np.random.default_rng(seed)
-
-    def up(m):
-        return np.kron(m, np.ones((size // 8, size // 8, 1)))
-
-    a = up(g.random((8, 8, 3))) * 0.7 + g.random((size, size, 3)) * 0.3
-    b = up(g.random((8, 8, 3))) * 0.7 + g.random((size, size, 3)) * 0.3
-    return a, b
 
 
 def _fast(method):
