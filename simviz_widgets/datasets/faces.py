@@ -302,7 +302,7 @@ def crop_face(image: np.ndarray, box=None, *, size: int = FACE_SIZE) -> np.ndarr
         raise InputError(f"image has shape {image.shape} and dtype {image.dtype}; expected (H, W, 3) uint8")
     geo = face_crop_geometry(image.shape, box, size=size)
     top, left, bottom, right = geo.box
-    square = np.zeros((geo.side, geo.side, 3), np.float64)
+    square = np.zeros((geo.side, geo.side, 3), np.uint8)  # exact; only the rows read become float
     pr, pc = geo.pad_before
     square[pr:pr + bottom - top, pc:pc + right - left] = image[top:bottom, left:right]
     r0, r1, fr = _taps(geo.side, size)
