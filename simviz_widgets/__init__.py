@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 # scripts need none of it) load on first attribute access, so `sv.widgets.PairExplorer` works
 # after `import simviz_widgets as sv`.
 _LAZY_SUBPACKAGES = ("widgets", "datasets", "render", "evaluate", "attributes", "cli", "registry", "checks",
-                     "geometry")
+                     "geometry", "retrieval")
 # Functions of lazy subpackages offered at the top level: sv.correspondences(explanation), ...
 _LAZY_FUNCTIONS = {"correspondences": "geometry", "fit_geometry": "geometry", "orb_matches": "geometry",
                    "match_pair": "geometry"}

@@ -20,6 +20,8 @@ LAYER_RULES = {
     "web": {"adapters", "evaluate", "widgets", "attributes", "datasets", "models", "cli"},
     # matches and transforms from explanations: read by the widgets (cross-view explorer), never reading them
     "geometry": {"widgets", "cli"},
+    # galleries, region search and orders: read by the widgets (retrieval explorer, similarity matrix)
+    "retrieval": {"widgets", "cli"},
 }
 WIDGET_MODULE_MAX_LINES = 420
 

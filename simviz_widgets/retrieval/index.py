@@ -1,0 +1,134 @@
+"""Top-k by one inner product, whatever the metric, and the backends that compute it.
+
+Every metric's region score is an inner product ``a_Y . q`` plus a constant per query
+(docs/retrieval.md, "Scores"), so the gallery is stored once as rows ``a_Y`` and a backend only
+finds the k largest ``a_Y . q``:
+
+* cosine: ``a_Y = g_Y / |g_Y|``, ``q = g_R / |g_X|``
+* dot: ``a_Y = g_Y``, ``q = g_R``
+* Euclidean (similarity -|g_X - g_Y|^2): ``a_Y = [g_Y, |g_Y|^2]``, ``q = [2 g_R, -f]`` with
+  ``f = sum(w) / N``, plus the constant ``-g_R . g_X``.
+
+Backends: numpy (exact, chunked so a memory-mapped gallery streams from disk), faiss ``IndexFlatIP``
+(exact) and a faiss IVF index (approximate, ``nprobe`` lists searched; with ``pq=`` the vectors are
+stored as product-quantised codes, for galleries beyond memory). faiss runs one thread for a single
+query: on one query it is slower multithreaded (benchmarks/bench_retrieval.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..checks import InputError, check_choice, check_int
+
+__all__ = ["BACKENDS", "index_rows", "top_k", "NumpyIndex", "FaissIndex", "make_index"]
+
+BACKENDS = ("numpy", "faiss-flat", "faiss-ivf")
+_CHUNK_ROWS = 65536  # rows per matrix-vector block: bounded memory on a memory-mapped gallery
+
+
+def index_rows(embeddings: np.ndarray, metric: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """The rows ``a_Y`` (float32) of ``embeddings[start:stop]`` for ``metric``."""
+    g = np.asarray(embeddings[start:stop], dtype=np.float32)
+    if metric == "cosine":
+        norms = np.linalg.norm(g.astype(np.float64), axis=1)
+        # torch's cosine_similarity convention: an all-zero embedding scores 0 against everything
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 1e-12)
+        return (g * scale[:, None]).astype(np.float32)
+    if metric == "dot":
+        return g
+    sq = np.einsum("nd,nd->n", g.astype(np.float64), g.astype(np.float64))
+    return np.concatenate([g, sq[:, None].astype(np.float32)], axis=1)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (ties: lower index first)."""
+    k = min(k, scores.shape[0])
+    if k == scores.shape[0]:
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.lexsort((part, -scores[part]))]
+
+
+class NumpyIndex:
+    """Exact: one matrix-vector product per query over the rows (a memory map streams in blocks)."""
+
+    name = "numpy"
+
+    def __init__(self, embeddings: np.ndarray, metric: str):
+        self.metric = metric
+        self.size = embeddings.shape[0]
+        # In memory: the rows once. A memory-mapped gallery keeps its file and builds rows per block.
+        self._embeddings = embeddings
+        self._rows = None if isinstance(embeddings, np.memmap) else index_rows(embeddings, metric)
+
+    def scores(self, q: np.ndarray) -> np.ndarray:
+        """(N,) float64 inner products of every row with ``q`` (float32 products, float64 out)."""
+        q = q.astype(np.float32)
+        if self._rows is not None:
+            return (self._rows @ q).astype(np.float64)
+        out = np.empty(self.size, dtype=np.float64)
+        for start in range(0, self.size, _CHUNK_ROWS):
+            stop = min(start + _CHUNK_ROWS, self.size)
+            out[start:stop] = index_rows(self._embeddings, self.metric, start, stop) @ q
+        return out
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        s = self.scores(q)
+        idx = top_k(s, k)
+        return idx.astype(np.int64), s[idx]
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as error:  # optional dependency
+        raise ImportError("the faiss backends need faiss-cpu: pip install 'simviz_widgets[faiss]'") from error
+    return faiss
+
+
+class FaissIndex:
+    """faiss inner-product index over the same rows: 'faiss-flat' (exact ``IndexFlatIP``) or
+    'faiss-ivf' (``IVF{nlist},Flat``, or ``IVF{nlist},PQ{pq}`` codes; trained on the gallery)."""
+
+    def __init__(self, embeddings: np.ndarray, metric: str, kind: str = "faiss-flat", *,
+                 nlist: int | None = None, nprobe: int = 16, pq: int | None = None, seed: int = 0):
+        faiss = _faiss()
+        self.name, self.metric, self.size = kind, metric, embeddings.shape[0]
+        dim = index_rows(embeddings, metric, 0, 1).shape[1]
+        if kind == "faiss-flat":
+            self.index = faiss.IndexFlatIP(dim)
+        else:
+            nlist = nlist if nlist is not None else max(1, min(4096, int(4 * np.sqrt(self.size))))
+            nlist = check_int(nlist, "nlist", minimum=1, maximum=self.size)
+            codes = "Flat" if pq is None else f"PQ{check_int(pq, 'pq', minimum=1)}"
+            if pq is not None and dim % pq:
+                raise InputError(f"pq={pq} does not divide the index dimension {dim}; expected a divisor")
+            self.index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
+            # faiss asks for 39-256 training points per list; 64 per list, at most 200k, is plenty
+            count = min(self.size, 64 * nlist, 200_000)
+            sample = np.sort(np.random.default_rng(seed).choice(self.size, count, replace=False))
+            self.index.train(index_rows(embeddings[sample], metric))
+            self.index.nprobe = check_int(nprobe, "nprobe", minimum=1)
+        for start in range(0, self.size, _CHUNK_ROWS):
+            self.index.add(index_rows(embeddings, metric, start, min(start + _CHUNK_ROWS, self.size)))
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # one query: faiss is slower multithreaded
+        try:
+            scores, idx = self.index.search(np.ascontiguousarray(q[None], dtype=np.float32), min(k, self.size))
+        finally:
+            faiss.omp_set_num_threads(threads)
+        keep = idx[0] >= 0  # IVF may find fewer than k in the lists it searched
+        return idx[0][keep].astype(np.int64), scores[0][keep].astype(np.float64)
+
+
+def make_index(embeddings: np.ndarray, metric: str, backend: str = "numpy", **options):
+    backend = check_choice(backend, "backend", BACKENDS)
+    if backend == "numpy":
+        if options:
+            raise InputError(f"backend 'numpy' takes no options; got {sorted(options)}")
+        return NumpyIndex(embeddings, metric)
+    return FaissIndex(embeddings, metric, backend, **options)

@@ -1,0 +1,177 @@
+"""A query decomposed once, searched by any region of it without running the model again.
+
+The query's per-cell contributions ``e_i`` (``sum_i e_i = g_X``, the decomposition of
+Zhu et al., IEEE TIP 2021) give a region R with cell weights ``w_i`` the partial embedding
+``g_R = sum_i w_i e_i``; its score against gallery item Y is the sum of the decomposition's
+``D(i, j)`` over the region's rows (docs/retrieval.md, "Scores"):
+
+* cosine: ``g_R . g_Y / (|g_X| |g_Y|)`` — ranks like ``cos(g_R, g_Y)``;
+* dot: ``g_R . g_Y``;
+* Euclidean (similarity ``-|g_X - g_Y|^2``): ``2 g_R . g_Y - f |g_Y|^2 - g_R . g_X`` with
+  ``f = sum(w) / N`` — ranks by the distance of g_Y to ``g_R / f``, the region scaled to a whole image.
+
+With no region it is the model's own score of the two images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..checks import InputError, check_int
+from ..explain.decomposition import position_contributions
+from ..explain.point_to_point import PointToPoint
+from ..images import PreparedImage
+from .index import top_k
+from .regions import region_weights
+
+__all__ = ["QueryDecomposition", "SearchResults", "region_reference_map", "region_query_map"]
+
+
+class QueryDecomposition:
+    """The query's contributions (one forward pass); :meth:`search` re-ranks by any region."""
+
+    def __init__(self, gallery, prepared: PreparedImage):
+        self.gallery = gallery
+        self.prepared = prepared
+        found = position_contributions(gallery.model, prepared.tensor, bias=True, show_progress=False)
+        self.contributions = found["E"].numpy()  # (N, D) float64, rows sum to g
+        self.embedding = found["g"].numpy()
+        self.grid = tuple(found["grid"])
+        self._rankings: dict = {}
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(rows, cols) of the query's display: the pixels a region is given in."""
+        return self.prepared.size
+
+    def weights(self, region=None, *, coords: str = "display") -> np.ndarray | None:
+        """(h, w) cell weights of ``region`` (None: the whole image); see :func:`region_weights`."""
+        return region_weights(region, self.prepared, self.grid, coords=coords)
+
+    def region_embedding(self, weights: np.ndarray | None) -> np.ndarray:
+        """``g_R = sum_i w_i e_i`` (float64); the embedding itself for the whole image."""
+        return self.embedding if weights is None else weights.reshape(-1) @ self.contributions
+
+    def _vector(self, weights) -> tuple[np.ndarray, float]:
+        """(q, c): the region score of item Y is ``a_Y . q + c`` (retrieval/index.py)."""
+        g_r = self.region_embedding(weights)
+        metric = self.gallery.model.metric
+        if metric == "cosine":
+            norm = float(np.linalg.norm(self.embedding))
+            return (g_r / norm if norm > 1e-12 else np.zeros_like(g_r)), 0.0
+        if metric == "dot":
+            return g_r, 0.0
+        f = 1.0 if weights is None else float(weights.sum()) / weights.size
+        return np.concatenate([2.0 * g_r, [-f]]), -float(g_r @ self.embedding)
+
+    def scores(self, region=None, *, coords: str = "display", weights=None) -> np.ndarray:
+        """(N,) float64 region scores of every gallery item (exact: the numpy backend)."""
+        w = self.weights(region, coords=coords) if weights is None else weights
+        q, c = self._vector(w)
+        return self.gallery.exact_index.scores(q) + c
+
+    def ranking(self, region=None, *, coords: str = "display", weights=None) -> np.ndarray:
+        """Every gallery index, best first, for ``region`` (or cell ``weights``; the last few cached)."""
+        w = self.weights(region, coords=coords) if weights is None else weights
+        key = None if w is None else w.tobytes()
+        if key not in self._rankings:
+            if len(self._rankings) >= 8:
+                self._rankings.pop(next(iter(self._rankings)))
+            q, c = self._vector(w)
+            self._rankings[key] = top_k(self.gallery.exact_index.scores(q) + c, len(self.gallery))
+        return self._rankings[key]
+
+    def search(self, region=None, *, k: int = 10, exclude=(), coords: str = "display") -> "SearchResults":
+        """The top ``k`` gallery items for ``region`` with the gallery's backend; ``exclude``:
+        gallery indices to leave out (e.g. the query itself)."""
+        k = check_int(k, "k", minimum=1)
+        exclude = {check_int(int(i) if isinstance(i, np.integer) else i, "exclude index", minimum=0,
+                             maximum=len(self.gallery) - 1) for i in exclude}
+        w = self.weights(region, coords=coords)
+        q, c = self._vector(w)
+        idx, s = self.gallery.index.search(q, min(k + len(exclude), len(self.gallery)))
+        keep = np.array([i not in exclude for i in idx], dtype=bool)
+        idx, s = idx[keep][:k], s[keep][:k] + c
+        return SearchResults(indices=idx, scores=s, names=[self.gallery.names[i] for i in idx],
+                             region_weights=w, query=self, backend=self.gallery.index.name)
+
+    def crop(self, box) -> np.ndarray:
+        """The crop-and-embed baseline's input: the smallest square around ``box`` (display pixels)
+        inside the query's display, so the model's centre crop keeps all of it."""
+        from .regions import check_box
+
+        top, left, bottom, right = check_box(box, self.size)
+        rows, cols = self.size
+        side = min(max(bottom - top, right - left), rows, cols)
+        cr, cc = (top + bottom) / 2, (left + right) / 2
+        t = int(round(min(max(cr - side / 2, 0), rows - side)))
+        lft = int(round(min(max(cc - side / 2, 0), cols - side)))
+        side = int(round(side))
+        return self.prepared.display[t:t + side, lft:lft + side].copy()
+
+
+@dataclass(frozen=True, eq=False)
+class SearchResults:
+    """Top-k gallery items of one query and region, best first."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+    names: list[str]
+    region_weights: np.ndarray | None
+    query: QueryDecomposition = field(repr=False)
+    backend: str = "numpy"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        """(rank, gallery index, score), rank 0 = best."""
+        return iter(zip(range(len(self)), self.indices.tolist(), self.scores.tolist()))
+
+    def rank_of(self, index: int, *, whole_image: bool = False) -> int:
+        """0-based rank of gallery item ``index`` in the full ranking of this region (or, with
+        ``whole_image``, of the whole query): rank changes are ``whole - region``."""
+        ranking = self.query.ranking(weights=None if whole_image else self.region_weights)
+        return int(np.flatnonzero(ranking == index)[0])
+
+    def rank_changes(self) -> np.ndarray:
+        """(k,) how many places each result moved up against the whole-image query (0 for it)."""
+        whole = self.query.ranking()
+        position = np.empty(len(whole), dtype=np.int64)
+        position[whole] = np.arange(len(whole))
+        return position[self.indices] - np.arange(len(self))
+
+
+def _point_to_point(explanation) -> PointToPoint:
+    if explanation.point_to_point is None:
+        raise InputError(f"the {explanation.method!r} explanation has no point-to-point part; region maps "
+                         "need the decomposition (method='decomposition')")
+    return explanation.point_to_point
+
+
+def _region_vector(p2p: PointToPoint, weights: np.ndarray | None, side: str) -> np.ndarray:
+    factors = p2p.query_factors if side == "query" else p2p.reference_factors
+    w = np.ones(factors.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    if w.shape[0] != factors.shape[0]:
+        raise InputError(f"region weights have {w.shape[0]} cells; the explanation's query grid has "
+                         f"{factors.shape[0]}")
+    return w @ factors
+
+
+def region_reference_map(explanation, weights: np.ndarray | None) -> np.ndarray:
+    """Which cells of the hit answered the region: ``sum_i w_i D(i, j)`` over the reference's cells
+    (h_r, w_r) float64; ``explanation.reference_map`` when ``weights`` is None. Its sum is the region
+    score."""
+    p2p = _point_to_point(explanation)
+    out = p2p.scale * (p2p.reference_factors @ _region_vector(p2p, weights, "query"))
+    return out.reshape(p2p.reference_grid)
+
+
+def region_query_map(explanation, weights: np.ndarray | None) -> np.ndarray:
+    """The query's map restricted to the region: ``w_i sum_j D(i, j)`` (h_q, w_q) float64."""
+    p2p = _point_to_point(explanation)
+    rows = p2p.scale * (p2p.query_factors @ p2p.reference_factors.sum(0))
+    w = np.ones(rows.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    return (w * rows).reshape(p2p.query_grid)
