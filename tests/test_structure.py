@@ -134,6 +134,8 @@ DOMAIN_CHECKS = {
         "check_metric_needs": "each metric's needs (model, mask, mapping) are available",
     },
     "geometry/matches.py": {"_check_coarse": "an explanation of the same pair on a coarser grid"},
+    "retrieval/regions.py": {"check_box": "a non-empty (top, left, bottom, right) box inside the image"},
+    "retrieval/matrix.py": {"_check_matrix": "a square, finite similarity matrix"},
     "evaluate/metrics.py": {"check_display_mask": "a non-empty mask over the explained (display) image"},
     "evaluate/perturbation_curves.py": {"_check_sizes": "the explanation was computed at this model's input size"},
     "widgets/attribute_panel.py": {"_validate_selected": "traitlets validator: the panel is open"},

@@ -15,7 +15,6 @@ whole query image or by any region of it (docs/retrieval.md).
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..adapters import SimilarityModel
-from ..checks import InputError, check_bool, check_instance, check_int
+from ..checks import InputError, check_bool, check_instance, check_int, check_path
 from ..explain.base import PairExplanation, explain
 from ..images import PreparedImage
 from . import cache as cache_files
@@ -67,7 +66,7 @@ class Gallery:
             rows = np.empty((len(items), dim), dtype=np.float32)
             _embed_into(model, items, range(len(items)), rows, batch_size, show_progress)
             return cls(model, rows, items, backend=backend, cache_info={"path": None}, **backend_options)
-        folder = cache_files.default_cache_dir() if cache is True else Path(_check_cache(cache))
+        folder = cache_files.default_cache_dir() if cache is True else check_path(cache, "cache")
         fingerprints = [it.fingerprint() for it in items]
         references = [it.reference if isinstance(it.reference, str) else it.name for it in items]
         stem = cache_files.cache_stem(model, references)
@@ -147,7 +146,7 @@ class Gallery:
         labels = [it.label for it in self._items]
         return None if all(lab is None for lab in labels) else labels
 
-    def _check_index(self, index) -> int:
+    def _index(self, index) -> int:
         if isinstance(index, np.integer):
             index = int(index)
         return check_int(index, "gallery index", minimum=0, maximum=len(self) - 1)
@@ -158,11 +157,11 @@ class Gallery:
 
     def prepared(self, index: int) -> PreparedImage:
         """Item ``index`` as the model sees it (cached for the last 64 items)."""
-        return self._prepared(self._check_index(index))
+        return self._prepared(self._index(index))
 
     def image(self, index: int) -> np.ndarray:
         """Item ``index`` as given: (H, W, 3) uint8 RGB."""
-        return self._items[self._check_index(index)].rgb()
+        return self._items[self._index(index)].rgb()
 
     def thumbnail(self, index: int, size: int = 96) -> np.ndarray:
         """(size, size, 3) uint8: the model's view of item ``index``, resized."""
@@ -202,14 +201,6 @@ class Gallery:
             return gram
         sq = np.diag(gram)
         return np.minimum(2 * gram - sq[:, None] - sq[None, :], 0.0)
-
-
-def _check_cache(cache) -> str:
-    import os
-
-    if isinstance(cache, bool) or not isinstance(cache, (str, os.PathLike)):
-        raise InputError(f"cache is {cache!r}; expected None, True or a folder path")
-    return os.fspath(cache)
 
 
 def _embed_into(model: SimilarityModel, items: list[Item], todo, rows: np.ndarray, batch_size: int,

@@ -7,18 +7,16 @@ import numpy as np
 from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
 from scipy.spatial.distance import squareform
 
-from ..checks import InputError, check_int
+from ..checks import InputError, check_array, check_int
 
 __all__ = ["cluster_order", "order_by_similarity"]
 
 
 def _check_matrix(matrix) -> np.ndarray:
-    m = np.asarray(matrix, dtype=np.float64)
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+    m = check_array(matrix, "matrix", ndim=2, kinds="iuf", finite=True, expected="a square (N, N) similarity matrix")
+    if m.shape[0] != m.shape[1] or m.shape[0] == 0:
         raise InputError(f"matrix has shape {m.shape}; expected a square (N, N) similarity matrix")
-    if not np.isfinite(m).all():
-        raise InputError("matrix holds NaN or infinite values; expected finite similarities")
-    return m
+    return m.astype(np.float64)
 
 
 def cluster_order(matrix) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..checks import InputError, InputTypeError, check_choice
+from ..checks import InputError, InputTypeError, check_choice, check_floats
 from ..images import PreparedImage
 
 __all__ = ["region_weights", "check_box", "box_mask"]
@@ -34,16 +34,7 @@ def _pixel_to_cell(n_pixels: int, n_cells: int) -> np.ndarray:
 def check_box(box, size: tuple[int, int], *, name: str = "region") -> tuple[float, float, float, float]:
     """``box`` as (top, left, bottom, right) floats inside an image of ``size`` (rows, cols);
     bottom / right are exclusive edges, so (0, 0, H, W) is the whole image."""
-    if len(box) != 4:
-        raise InputError(f"{name} box has {len(box)} numbers; expected (top, left, bottom, right)")
-    values = []
-    for label, value in zip(("top", "left", "bottom", "right"), box):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise InputTypeError(f"{name} {label} is {value!r}; expected a number of pixels")
-        if not np.isfinite(value):
-            raise InputError(f"{name} {label} is {value!r}; expected a finite number of pixels")
-        values.append(float(value))
-    top, left, bottom, right = values
+    top, left, bottom, right = check_floats(box, f"{name} box (top, left, bottom, right)", length=4)
     rows, cols = size
     if not (0 <= top < bottom <= rows and 0 <= left < right <= cols):
         raise InputError(
