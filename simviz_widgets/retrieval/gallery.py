@@ -42,6 +42,7 @@ class Gallery:
         self.model = model
         self.embeddings = embeddings
         self._items = items
+        self._names = [it.name for it in items]  # read per search hit: built once
         self.cache_info = cache_info or {}
         self.exact_index = NumpyIndex(embeddings, model.metric)
         self.use_backend(backend, **backend_options)
@@ -139,7 +140,11 @@ class Gallery:
 
     @property
     def names(self) -> list[str]:
-        return [it.name for it in self._items]
+        return list(self._names)
+
+    def names_of(self, indices) -> list[str]:
+        """Names of the items at ``indices`` (no copy of the whole list)."""
+        return [self._names[int(i)] for i in indices]
 
     @property
     def labels(self) -> list | None:

@@ -30,14 +30,15 @@ _CHUNK_ROWS = 65536  # rows per matrix-vector block: bounded memory on a memory-
 def index_rows(embeddings: np.ndarray, metric: str, start: int = 0, stop: int | None = None) -> np.ndarray:
     """The rows ``a_Y`` (float32) of ``embeddings[start:stop]`` for ``metric``."""
     g = np.asarray(embeddings[start:stop], dtype=np.float32)
+    # squared norms accumulated in float64 without a float64 copy of the rows (100k x 1280: 1 GB)
+    sq = np.einsum("nd,nd->n", g, g, dtype=np.float64)
     if metric == "cosine":
-        norms = np.linalg.norm(g.astype(np.float64), axis=1)
+        norms = np.sqrt(sq)
         # torch's cosine_similarity convention: an all-zero embedding scores 0 against everything
         scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 1e-12)
-        return (g * scale[:, None]).astype(np.float32)
+        return g * scale.astype(np.float32)[:, None]
     if metric == "dot":
         return g
-    sq = np.einsum("nd,nd->n", g.astype(np.float64), g.astype(np.float64))
     return np.concatenate([g, sq[:, None].astype(np.float32)], axis=1)
 
 

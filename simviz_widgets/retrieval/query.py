@@ -94,7 +94,7 @@ class QueryDecomposition:
         idx, s = self.gallery.index.search(q, min(k + len(exclude), len(self.gallery)))
         keep = np.array([i not in exclude for i in idx], dtype=bool)
         idx, s = idx[keep][:k], s[keep][:k] + c
-        return SearchResults(indices=idx, scores=s, names=[self.gallery.names[i] for i in idx],
+        return SearchResults(indices=idx, scores=s, names=self.gallery.names_of(idx),
                              region_weights=w, query=self, backend=self.gallery.index.name)
 
     def crop(self, box) -> np.ndarray:
