@@ -11,8 +11,8 @@ from .gallery import Gallery
 from .index import BACKENDS
 from .matrix import cluster_order, order_by_similarity
 from .query import QueryDecomposition, SearchResults, region_query_map, region_reference_map
-from .regions import region_weights
+from .regions import display_box, region_weights
 
 __all__ = ["Gallery", "QueryDecomposition", "SearchResults", "region_weights", "region_reference_map",
-           "region_query_map", "cluster_order", "order_by_similarity", "demo_gallery", "demo_items",
+           "region_query_map", "display_box", "cluster_order", "order_by_similarity", "demo_gallery", "demo_items",
            "DEMO_GALLERIES", "BACKENDS"]

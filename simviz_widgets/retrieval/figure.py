@@ -80,7 +80,8 @@ def results_figure(results, *, overlays: bool = True, cmap: str | None = None, a
     if overlays:
         bar = fig.colorbar(ScalarMappable(Normalize(-top_abs, top_abs), cmap=cmap), ax=list(axes), fraction=0.012,
                            pad=0.01)
-        bar.set_label("share of the region's score", fontsize=7)
+        bar.set_label("share of the region's score" if results.region_weights is not None else "share of the score",
+                      fontsize=7)
         bar.ax.tick_params(labelsize=6)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ..checks import check_bool, check_int
 from ..datasets import random_scenes
 from .gallery import Gallery
+from .regions import display_box
 
 __all__ = ["RELEVANCE", "QUERY_KINDS", "object_box", "region_precision"]
 
@@ -55,12 +56,11 @@ def region_precision(model, *, gallery_size: int = 200, queries: int = 40, k: in
             if not mask.any():  # fully covered by the other object
                 continue
             box = object_box(mask)
-            display_box = _display_box(q, box)
             found = {
                 "region (mask)": q.search(mask, k=k, coords="source").indices,
                 "region (box)": q.search(box, k=k, coords="source").indices,
                 "whole image": q.search(k=k).indices,
-                "crop and embed": gallery.search(q.crop(display_box), k=k).indices,
+                "crop and embed": gallery.search(q.crop(display_box(box, q.prepared)), k=k).indices,
             }
             for name, key in RELEVANCE.items():
                 relevant = np.array([key(obj) in have for have in keys[name]])
@@ -73,11 +73,3 @@ def region_precision(model, *, gallery_size: int = 200, queries: int = 40, k: in
         "counts": {"gallery": gallery_size, "query_objects": len(chance["object"]), "k": k},
     }
 
-
-def _display_box(q, box) -> tuple[float, float, float, float]:
-    """A source-pixel box in the query's display pixels (clipped to the crop)."""
-    (sr, sc), (orow, ocol) = q.prepared.scale, q.prepared.offset
-    rows, cols = q.size
-    top, left, bottom, right = box
-    return (min(max((top - orow) * sr, 0), rows - 1), min(max((left - ocol) * sc, 0), cols - 1),
-            min(max((bottom - orow) * sr, 1), rows), min(max((right - ocol) * sc, 1), cols))

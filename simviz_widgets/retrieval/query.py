@@ -130,6 +130,13 @@ class SearchResults:
         """(rank, gallery index, score), rank 0 = best."""
         return iter(zip(range(len(self)), self.indices.tolist(), self.scores.tolist()))
 
+    def to_figure(self, **options):
+        """The query with its region and the hits with their overlays (see
+        :func:`~simviz_widgets.retrieval.figure.results_figure` for the options)."""
+        from .figure import results_figure
+
+        return results_figure(self, **options)
+
     def rank_of(self, index: int, *, whole_image: bool = False) -> int:
         """0-based rank of gallery item ``index`` in the full ranking of this region (or, with
         ``whole_image``, of the whole query): rank changes are ``whole - region``."""

@@ -14,7 +14,7 @@ from PIL import Image
 from ..checks import InputError, InputTypeError, check_choice, check_floats
 from ..images import PreparedImage
 
-__all__ = ["region_weights", "check_box", "box_mask"]
+__all__ = ["region_weights", "check_box", "box_mask", "display_box"]
 
 COORDS = ("display", "source")
 
@@ -65,7 +65,9 @@ def _source_mask_to_display(mask: np.ndarray, prepared: PreparedImage) -> np.nda
     return np.clip(resized[top:top + rows, left:left + cols], 0.0, 1.0)
 
 
-def _source_box_to_display(box, prepared: PreparedImage) -> tuple[float, float, float, float]:
+def display_box(box, prepared: PreparedImage) -> tuple[float, float, float, float]:
+    """A (top, left, bottom, right) box in source pixels (the image as given) in ``prepared``'s display
+    pixels: edges scaled and shifted by the crop, the part outside the crop cut."""
     top, left, bottom, right = check_box(box, prepared.source_size)
     # Edges (not pixel centres) map by the scale and the crop offset; the part outside the crop is cut.
     (sr, sc), (orow, ocol) = prepared.scale, prepared.offset
@@ -101,7 +103,7 @@ def region_weights(region, prepared: PreparedImage, grid: tuple[int, int], *,
         fraction = _source_mask_to_display(region, prepared) if coords == "source" else region.astype(np.float64)
         weights = _pixel_to_cell(rows, h) @ fraction @ _pixel_to_cell(cols, w).T
     elif isinstance(region, (tuple, list)):
-        top, left, bottom, right = (_source_box_to_display(region, prepared) if coords == "source"
+        top, left, bottom, right = (display_box(region, prepared) if coords == "source"
                                     else check_box(region, size))
         weights = np.outer(_overlap(top, bottom, rows, h), _overlap(left, right, cols, w))
     else:
