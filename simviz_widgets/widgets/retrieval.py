@@ -29,7 +29,7 @@ from .jobs import JobRunner
 from .pair_viewer import PairViewer
 from .region_tool import TOOLS, RegionTool
 from .retrieval_draw import RETRIEVAL_CSS, QueryCanvas, ResultsGrid
-from .retrieval_state import RetrievalState, overlay_job
+from .retrieval_state import RetrievalState, overlay_job, score_text
 from .session import FAST_DEFAULT, check_open
 from .state import HoverState
 
@@ -87,11 +87,13 @@ class RetrievalExplorer(widgets.VBox):
         self.tool_buttons = widgets.ToggleButtons(options=list(TOOLS), value=self.tool.tool,
                                                   tooltips=["drag a box", "paint the region", "paint out of it"],
                                                   style={"button_width": "64px"})
-        self.brush_slider = widgets.IntSlider(value=self.tool.brush_size, min=1, max=max(state.query.size) // 4 or 1,
+        self.brush_slider = widgets.IntSlider(value=self.tool.brush_size, min=1, max=max(state.query.size),
                                               description="brush px", continuous_update=False,
                                               layout=widgets.Layout(width="260px"))
         self.clear_button = widgets.Button(description="whole image", icon="expand",
                                            tooltip="clear the region: search with the whole query")
+        self.overlay_toggle = widgets.Checkbox(value=True, description="overlays: the cells that answered the region",
+                                               indent=False, layout=widgets.Layout(width="auto"))
         self.region_label = widgets.HTML()
         self.status_label = widgets.HTML(layout=widgets.Layout(min_height="1.5em"))
         self.viewer_title = widgets.HTML()
@@ -99,7 +101,8 @@ class RetrievalExplorer(widgets.VBox):
         query_box = widgets.VBox([widgets.HTML("<b>query</b> — drag a box or paint a region to search by it"),
                                   self.query_canvas.pad, self.tool_buttons, self.brush_slider, self.clear_button,
                                   self.region_label], layout=widgets.Layout(margin="0 16px 0 0"))
-        results_box = widgets.VBox([widgets.HTML("<b>results</b>"), self.grid.box, self.status_label])
+        results_box = widgets.VBox([widgets.HTML("<b>results</b>"), self.grid.box, self.overlay_toggle,
+                                    self.status_label])
         super().__init__(children=[widgets.HBox([query_box, results_box]), self.viewer_box,
                                    canvas_style(RETRIEVAL_CSS)])
         self.add_class("simviz-retrieval-explorer")
@@ -108,6 +111,7 @@ class RetrievalExplorer(widgets.VBox):
         self.tool_buttons.observe(self._on_tool, "value")
         self.brush_slider.observe(self._on_brush, "value")
         self.clear_button.on_click(lambda _button: self.clear_region())
+        self.overlay_toggle.observe(lambda _change: self._show_results(), "value")
         self.hover_state.observe(self._on_hovered, "hovered")
         pad = self.query_canvas.pad
         self._events = [Event(source=pad, watched_events=["mousemove"], wait=self.event_wait_ms,
@@ -122,13 +126,8 @@ class RetrievalExplorer(widgets.VBox):
     # ------------------------------------------------------------------------------------------
     # public API
 
-    @property
-    def gallery(self):
-        return self.state.gallery
-
-    @property
-    def k(self) -> int:
-        return self.state.k
+    gallery = property(lambda self: self.state.gallery)
+    k = property(lambda self: self.state.k)
 
     @property
     def query(self):
@@ -151,10 +150,7 @@ class RetrievalExplorer(widgets.VBox):
         gallery index, name, score, whole-image rank, rank change, new)."""
         return list(self.state.rows)
 
-    @property
-    def computing(self) -> bool:
-        """Whether overlays are being computed in the background."""
-        return self.runner.running
+    computing = property(lambda self: self.runner.running, doc="whether overlays are being computed in the background")
 
     @property
     def brush_size(self) -> int:
@@ -164,7 +160,7 @@ class RetrievalExplorer(widgets.VBox):
     def brush_size(self, value: int) -> None:
         check_open(self._closed, "RetrievalExplorer")
         self.tool.brush_size = value
-        self.brush_slider.value = min(self.tool.brush_size, self.brush_slider.max)
+        self.brush_slider.value = self.tool.brush_size
 
     def overlay(self, rank):
         """The region's map on the result at ``rank`` (None until its job result arrived)."""
@@ -219,8 +215,6 @@ class RetrievalExplorer(widgets.VBox):
         else:  # not computed yet, or the viewer shows another method the user chose: explain with it
             self.viewer.set_pair(*inputs)
         self.state.open_index = row.index
-        self.viewer_title.value = (f"<b>#{row.rank + 1} {html.escape(row.name)}</b>: the query (left) and this "
-                                   "result (right); hover either image to see what it matches in the other")
         self.viewer_box.layout.display = None
         self._show_results()
         return self.viewer
@@ -252,7 +246,7 @@ class RetrievalExplorer(widgets.VBox):
             event.close()
         self.query_canvas.close()
         self.grid.close()
-        for control in (self.tool_buttons, self.brush_slider, self.clear_button, self.region_label,
+        for control in (self.tool_buttons, self.brush_slider, self.clear_button, self.overlay_toggle, self.region_label,
                         self.status_label, self.viewer_title):
             control.close()
         if self.viewer is not None:
@@ -358,8 +352,8 @@ class RetrievalExplorer(widgets.VBox):
 
     def _after_query(self) -> None:
         self.query_canvas.set_query(self.state.query.prepared.display)
-        self.brush_slider.max = max(1, max(self.state.query.size) // 4)
-        self.brush_slider.value = min(self.tool.brush_size, self.brush_slider.max)
+        self.brush_slider.max = max(self.state.query.size)  # the tool's own bound: the slider never cuts it
+        self.brush_slider.value = self.tool.brush_size
         self._thumbs = {}
         self.viewer_box.layout.display = "none"  # the open pair was of the old query
         self._redraw_query()
@@ -371,12 +365,28 @@ class RetrievalExplorer(widgets.VBox):
         self._show_results()
 
     def _show_results(self) -> None:
+        self._title_viewer()
         size = self.options["thumb_size"]
         shown = {row.index for row in self.state.rows}
         self._thumbs = {i: t for i, t in self._thumbs.items() if i in shown}  # bounded by k
         for index in shown - self._thumbs.keys():
             self._thumbs[index] = self.gallery.thumbnail(index, size)
-        self.grid.show(self.state, self._thumbs, alpha=self.options["alpha"], cmap=self.options["cmap"])
+        self.grid.show(self.state, self._thumbs, alpha=self.options["alpha"], cmap=self.options["cmap"],
+                       overlays=self.overlay_toggle.value)
+
+    def _title_viewer(self) -> None:
+        state = self.state
+        if state.open_index is None:
+            return
+        name = html.escape(self.gallery.names[state.open_index])
+        rank = state.open_rank()
+        if rank is None:
+            head = f"<b>{name}</b> (no longer in the top {state.k} for this region)"
+        else:
+            scored = score_text(self.gallery.model.metric, state.rows[rank].score, whole=state.region is None)
+            head = f"<b>#{rank + 1} {name}</b> ({html.escape(scored)} for the {html.escape(state.region_text())})"
+        self.viewer_title.value = (f"{head}: the whole pair explained, the query left and this result right; "
+                                   "hover either image to see what it matches in the other")
 
     def _redraw_region(self) -> None:
         self.query_canvas.draw_region(self.state.region)

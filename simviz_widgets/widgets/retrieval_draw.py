@@ -32,7 +32,7 @@ from .colorbar import ColourBar
 from .markers import draw_crosshair
 from .retrieval_state import ResultRow, change_text, score_text
 
-__all__ = ["QueryCanvas", "ResultsGrid", "thumbnail_rgb", "region_shade", "RETRIEVAL_CSS", "PAD_CLASS",
+__all__ = ["QueryCanvas", "ResultsGrid", "thumbnail_rgb", "grey_base", "region_shade", "RETRIEVAL_CSS", "PAD_CLASS",
            "CARD_CLASS", "OPEN_CLASS", "REGION_COLOUR"]
 
 PHOTO, REGION, MARK = 0, 1, 2
@@ -43,6 +43,7 @@ OPEN_CLASS = "simviz-retrieval-open"
 REGION_COLOUR = "#ffd400"  # outline of the region: yellow on a black halo reads on any photo
 OUTSIDE_DIM = 0.55  # darkness laid over the query outside the region
 OPEN_BORDER = "#1f77b4"
+GREY_RANGE = (70, 210)  # grey levels of a thumbnail under its overlay: neither black nor white
 UP, DOWN, SAME = "#1a7f37", "#c62828", "#555"
 RETRIEVAL_CSS = (
     f".{CARD_CLASS} {{ cursor: pointer; border-radius: 4px; }}\n"
@@ -59,12 +60,22 @@ def region_shade(mask: np.ndarray) -> np.ndarray:
     return shade
 
 
+def grey_base(thumb: np.ndarray) -> np.ndarray:
+    """The thumbnail in grey, its luminance squeezed into GREY_RANGE: a diverging map reads on any
+    photo (on the colour photo a red map vanished into a red cup, from screenshots)."""
+    lum = thumb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    lo, hi = GREY_RANGE
+    grey = np.rint(lo + (hi - lo) * lum / 255.0).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
 def thumbnail_rgb(thumb: np.ndarray, values: np.ndarray | None, scale, alpha: float) -> np.ndarray:
-    """A result's thumbnail with its overlay on ``scale`` (opacity following strength), or plain."""
+    """A result's thumbnail with its overlay on ``scale`` over its grey form (opacity following
+    strength), or the plain colour thumbnail without an overlay."""
     if values is None or scale is None:
         return thumb
-    return overlay(thumb, values, alpha=alpha, cmap=scale.cmap, mode=scale.mode, vmin=scale.lo, vmax=scale.hi,
-                   alpha_from_value=True)
+    return overlay(grey_base(thumb), values, alpha=alpha, cmap=scale.cmap, mode=scale.mode, vmin=scale.lo,
+                   vmax=scale.hi, alpha_from_value=True)
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -170,7 +181,7 @@ class ResultCard:
     """One result: rank and rank change, thumbnail (with its overlay once computed), name, score."""
 
     def __init__(self, thumb_size: int):
-        text = widgets.Layout(width=f"{thumb_size}px")
+        text = widgets.Layout(width=f"{thumb_size + 8}px")  # wider than the thumbnail: "#10 new (was #14)"
         self.header = widgets.HTML(layout=text)
         self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{thumb_size}px",
                                                                        height=f"{thumb_size}px"))
@@ -188,19 +199,25 @@ class ResultCard:
             return
         self.index = row.index
         self.box.layout.display = None
-        colour = UP if row.change > 0 or row.new else DOWN if row.change < 0 else SAME
-        self.header.value = (f"<b style='font-size:14px'>#{row.rank + 1}</b> &nbsp;<span style='color:{colour};"
-                             f"font-weight:bold' title='rank with the whole-image query: #{row.whole_rank + 1}'>"
-                             f"{html.escape(change_text(row, k))}</span>")
+        change = ""
+        if not whole:  # against itself the whole-image query moves nothing: no "=" on every card
+            colour = UP if row.change > 0 or row.new else DOWN if row.change < 0 else SAME
+            text = html.escape(change_text(row, k))
+            if row.new:  # "new" stands out, the old rank after it in plain type (fits the card)
+                text = text.replace("new ", "new</b> <span style='font-weight:normal;font-size:11px'>") + "</span>"
+            change = (f" <span style='color:{colour};font-size:12px' title='rank with the whole-image query: "
+                      f"#{row.whole_rank + 1}'><b>{text}{'' if row.new else '</b>'}</span>")
+        self.header.value = (f"<div style='white-space:nowrap;overflow:hidden;line-height:1.4'>"
+                             f"<b style='font-size:14px'>#{row.rank + 1}</b>{change}</div>")
         if png is not None and self.image.value != png:
             self.image.value = png
         name = html.escape(row.name)
         hint = ("<br><i style='color:#777'>overlay: computing…</i>" if computing else
-                "<br><span style='color:#777'>click to open the pair</span>" if not is_open else
-                "<br><b style='color:#1f77b4'>open below</b>")
-        self.caption.value = (f"<div style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis;font-size:12px'"
-                              f" title='{name}'>{name}</div><span style='font-size:12px'>"
-                              f"{html.escape(score_text(metric, row.score, whole=whole))}{hint}</span>")
+                "<br><b style='color:#1f77b4'>open below</b>" if is_open else "")
+        width = self.header.layout.width
+        self.caption.value = (f"<div style='line-height:1.35;font-size:12px;width:{width}'><div style='white-space:"
+                              f"nowrap;overflow:hidden;text-overflow:ellipsis' title='{name}'>{name}</div>"
+                              f"{html.escape(score_text(metric, row.score, whole=whole))}{hint}</div>")
         self.box.layout.border = f"3px solid {OPEN_BORDER if is_open else 'transparent'}"
         if is_open:
             self.box.add_class(OPEN_CLASS)
@@ -217,8 +234,8 @@ class ResultsGrid:
         self.cards = [ResultCard(thumb_size) for _ in range(k)]
         columns = k if k <= 5 else min(5, math.ceil(k / 2))
         self.grid = widgets.GridBox([card.box for card in self.cards], layout=widgets.Layout(
-            grid_template_columns=f"repeat({columns}, {thumb_size + 14}px)", grid_gap="6px 6px"))
-        self.legend = widgets.HTML(layout=widgets.Layout(width=f"{columns * (thumb_size + 20)}px"))
+            grid_template_columns=f"repeat({columns}, {thumb_size + 24}px)", grid_gap="6px 6px"))
+        self.legend = widgets.HTML(layout=widgets.Layout(width=f"{columns * (thumb_size + 30)}px"))
         self.colorbar = ColourBar()
         self.events = []
         for rank, card in enumerate(self.cards):
@@ -228,9 +245,10 @@ class ResultsGrid:
         self.box = widgets.VBox([self.legend, self.grid, self.colorbar])
         self._pngs: dict = {}
 
-    def show(self, state, thumbs: dict, *, alpha: float, cmap: str | None) -> None:
-        """Every card as the state says (thumbnails from ``thumbs``: gallery index -> RGB)."""
-        scale = state.colour_scale(cmap)
+    def show(self, state, thumbs: dict, *, alpha: float, cmap: str | None, overlays: bool = True) -> None:
+        """Every card as the state says (thumbnails from ``thumbs``: gallery index -> RGB; without
+        ``overlays``, the plain colour thumbnails)."""
+        scale = state.colour_scale(cmap) if overlays else None
         pending = set(state.missing())
         metric, whole, open_rank = state.gallery.model.metric, state.region is None, state.open_rank()
         pngs = {}
@@ -238,14 +256,16 @@ class ResultsGrid:
             row = state.rows[rank] if rank < len(state.rows) else None
             png = None
             if row is not None:
-                values = state.overlay(row.index)
+                values = state.overlay(row.index) if overlays else None
                 key = (row.index, None if values is None else (values.tobytes(), scale, alpha))
                 png = self._pngs.get(key) or _png(thumbnail_rgb(thumbs[row.index], values, scale, alpha))
                 pngs[key] = png
             card.show(row, k=len(self.cards), png=png, metric=metric, whole=whole,
-                      computing=row is not None and row.index in pending, is_open=rank == open_rank)
+                      computing=overlays and row is not None and row.index in pending, is_open=rank == open_rank)
         self._pngs = pngs  # only what is on show: the cache never grows
-        self.legend.value = f"<span style='font-size:13px;color:#333'>{html.escape(state.legend_text())}</span>"
+        title, meaning = state.legend_text()
+        self.legend.value = (f"<div style='line-height:1.4'><b>{html.escape(title)}</b><br><span style='font-size:12px;"
+                             f"color:#444'>{html.escape(meaning)}</span></div>")
         if scale is None:
             self.colorbar.layout.visibility = "hidden"
         else:

@@ -33,8 +33,11 @@ from ..web.scales import ColourScale
 __all__ = ["RetrievalState", "ResultRow", "overlay_job", "explain_hit", "score_text", "change_text",
            "OVERLAY_MEANING"]
 
-OVERLAY_MEANING = ("each result's cells that answered the region: Σ over the region's query cells of D(i, j) "
-                   "(sums to the result's score)")
+OVERLAY_MEANING = {
+    "region": ("each result's cells that answered the region: Σ over the region's query cells of D(i, j) "
+               "(sums to the result's score)"),
+    "whole": "each result's cells that answered the query: its overall map, Σ_i D(i, j) (sums to its score)",
+}
 #: Explanations kept per query (an LRU beyond the k on show: paging back through regions reuses them).
 EXPLANATIONS_KEPT = 48
 
@@ -244,7 +247,8 @@ class RetrievalState:
             return None
         top = max(float(np.max(np.abs(m))) for m in maps)
         top = top if top > 0 else 1.0
-        return ColourScale(cmap or default_cmap(True), "symmetric", -top, top, OVERLAY_MEANING)
+        meaning = OVERLAY_MEANING["whole" if self.region is None else "region"]
+        return ColourScale(cmap or default_cmap(True), "symmetric", -top, top, meaning)
 
     # -- the open result ---------------------------------------------------------------------------
     def row(self, rank) -> ResultRow:
@@ -268,18 +272,20 @@ class RetrievalState:
             return f"box rows {top}–{bottom}, cols {left}–{right}"
         return f"brushed region of {int(value.sum())} px ({100 * value.mean():.0f} % of the image)"
 
-    def legend_text(self) -> str:
-        """What the grid shows: the region, the score's meaning, the rank change."""
+    def legend_text(self) -> tuple[str, str]:
+        """(title, meaning): which results these are, and what the score and rank change say."""
         metric = self.gallery.model.metric
-        whole = self.region is None
-        meaning = {"cosine": "cosine similarity of the region's share of the query with each item",
-                   "dot": "dot product of the region's share of the query with each item",
-                   "euclidean": "the region's share of −distance² to each item"}.get(metric, f"{metric} score")
-        if whole:
-            meaning = "the model's own score of the two images" + (" (shown as the distance)"
-                                                                   if metric == "euclidean" else "")
-        return (f"top {len(self.rows)} of {len(self.gallery)} for the {self.region_text()} · score: {meaning}"
-                " (higher = more alike) · ▲/▼: places moved against the whole-image query")
+        title = f"top {len(self.rows)} of {len(self.gallery)} for the {self.region_text()}"
+        if self.region is None:
+            meaning = "score: the model's own score of the two images" + (
+                ", as the distance (lower = more alike)" if metric == "euclidean" else " (higher = more alike)")
+        else:
+            meaning = "score: " + {
+                "cosine": "cosine of the region's share of the query with each item",
+                "dot": "dot product of the region's share of the query with each item",
+                "euclidean": "the region's share of −distance² to each item"}.get(metric, f"{metric} score")
+            meaning += " (higher = more alike) · ▲/▼: places moved against the whole-image query"
+        return title, meaning + " · click a result to open the pair below"
 
     def _need_query(self) -> None:
         if self.query is None:
