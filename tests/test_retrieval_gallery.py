@@ -11,7 +11,7 @@ from PIL import Image
 import simviz_widgets as sv
 from simviz_widgets.checks import InputError, InputTypeError
 from simviz_widgets.datasets import random_scenes
-from simviz_widgets.retrieval import Gallery, demo_items
+from simviz_widgets.retrieval import Gallery, demo_gallery, demo_items
 from simviz_widgets.retrieval import cache as cache_files
 
 
@@ -164,3 +164,18 @@ def test_demo_scene_gallery_labels_name_each_objects_attributes():
     assert len(photos) == 5 * len(set(photo_labels))
     with pytest.raises(InputError, match="demo gallery"):
         demo_items("cats")
+
+
+def test_face_gallery_finds_the_same_person_first():
+    from face_helpers import require_face_data
+
+    from simviz_widgets.datasets import list_faces
+
+    require_face_data()
+    gallery = demo_gallery("faces", sv.load_model("face_resnet"), show_progress=False)
+    people = gallery.labels
+    assert len(gallery) == sum(len(info["boxes"]) for info in list_faces().values())  # every face
+    for index, person in enumerate(people):
+        if person == "Barack Obama":  # five photos of him, partial faces included
+            best = gallery.search(gallery.image(index), k=1, exclude=[index]).indices[0]
+            assert people[best] == "Barack Obama", gallery.names[index]

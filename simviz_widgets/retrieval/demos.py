@@ -39,9 +39,10 @@ def demo_items(name: str, *, count: int = 48, seed: int = 0) -> tuple[list, list
         from ..datasets import list_faces, load_face
 
         for face, info in list_faces().items():
-            images.append(load_face(face, crop=True))
-            names.append(face)
-            labels.append(info["person"])
+            for k in range(len(info["boxes"])):  # every measured face of a group photo
+                images.append(load_face(face, crop=True, face=k))
+                names.append(face if len(info["boxes"]) == 1 else f"{face} (face {k + 1})")
+                labels.append(info["person"])
     return images, names, labels
 
 
@@ -49,6 +50,7 @@ def demo_gallery(name: str, model, *, count: int = 48, seed: int = 0, show_progr
                  cache=None) -> Gallery:
     """Demo gallery ``name``: 'photos' (every bundled photo and four views of it: mirror, crop,
     rotation, colour), 'scenes' (``count`` synthetic scenes of two objects each, labels naming them)
-    or 'faces' (the face crops; needs scripts/install_face_data.sh), embedded by ``model``."""
+    or 'faces' (every measured face of the face photos, cropped; needs scripts/install_face_data.sh),
+    embedded by ``model``."""
     images, names, labels = demo_items(name, count=count, seed=seed)
     return Gallery.build(model, images, names=names, labels=labels, show_progress=show_progress, cache=cache)
