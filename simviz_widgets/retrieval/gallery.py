@@ -87,7 +87,9 @@ class Gallery:
         _embed_into(model, items, todo, rows, batch_size, show_progress)
         reason = record.get("reason") or f"{len(todo)} of {len(items)} items new or changed"
         rows = cache_files.commit_cache(folder, stem, rows, tmp, {"weights": weights, "fingerprints": fingerprints,
-                                                                 "names": [it.name for it in items]})
+                                                                 "names": [it.name for it in items],
+                                                                 "references": references,
+                                                                 "model": cache_files.model_identity(model)})
         info = {"path": str(folder / f"{stem}.npy"), "reused": len(items) - len(todo), "embedded": len(todo),
                 "reason": reason}
         return cls(model, rows, items, backend=backend, cache_info=info, **backend_options)

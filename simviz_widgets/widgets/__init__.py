@@ -14,9 +14,11 @@ from .overall_panel import OverallPanel
 from .pair_viewer import PairViewer
 from .retrieval import RetrievalExplorer
 from .session import WidgetClosedError
+from .similarity_matrix import SimilarityMatrix
 from .state import PIN_COLOURS, HoverState, Pin
 
 __all__ = ["PairViewer", "OverallPanel", "PairExplorer", "HoverState", "Pin", "PIN_COLOURS", "WidgetClosedError"]
 __all__ += ["MethodComparisonPanel", "AttributePanel"]
 __all__ += ["CrossViewExplorer", "CrossViewState"]
 __all__ += ["RetrievalExplorer"]
+__all__ += ["SimilarityMatrix"]

@@ -361,8 +361,8 @@ class RetrievalExplorer(widgets.VBox):
 
     def _after_region(self) -> None:
         self._redraw_region()
+        self._show_results()  # first: its thumbnails prepare the results here, and the job finds them cached
         self._start_overlays()
-        self._show_results()
 
     def _show_results(self) -> None:
         self._title_viewer()
