@@ -117,12 +117,16 @@ def _visible(markup: str) -> str:
 def test_dragging_a_box_reranks_as_the_gallery_searches_that_box(tiny, gallery, explorers, commands):
     x = _open(explorers, tiny, gallery, 0, k=K)
     commands.clear()
+    moves = x._events[0]
+    assert list(moves.watched_events) == [] and not _event(x, "mousemove", 3.0, 3.0)  # hovering sends nothing
     assert _event(x, "mousedown", 10.0, 6.0, buttons=1)
+    assert list(moves.watched_events) == ["mousemove"]  # watched during the drag only
     _event(x, "mousemove", 40.0, 50.0, buttons=1)
     assert x.region is None  # a drag under way is a preview, nothing is searched yet
     dashes = [c["args"] for c in commands.on(x.query_canvas.canvas[REGION]) if c["name"] == "setLineDash"]
     assert [6, 4] in [list(np.ravel(a)) for a in dashes]
     assert _event(x, "mouseup", 40.0, 50.0, buttons=0)
+    assert list(moves.watched_events) == []
     assert x.region == ("box", (10.0, 6.0, 41.0, 51.0))  # pixels under both corners, bottom/right exclusive
     # cell weights by hand: 8 px cells; rows 10..41 cover 6/8 of cell 1, cells 2-4, 1/8 of cell 5
     rows = np.array([0, 0.75, 1, 1, 1, 0.125, 0, 0])

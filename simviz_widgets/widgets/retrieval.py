@@ -114,7 +114,8 @@ class RetrievalExplorer(widgets.VBox):
         self.overlay_toggle.observe(lambda _change: self._show_results(), "value")
         self.hover_state.observe(self._on_hovered, "hovered")
         pad = self.query_canvas.pad
-        self._events = [Event(source=pad, watched_events=["mousemove"], wait=self.event_wait_ms,
+        # Moves are watched only during a drag or stroke: hovering the query sends the kernel nothing.
+        self._events = [Event(source=pad, watched_events=[], wait=self.event_wait_ms,
                               throttle_or_debounce="throttle", prevent_default_action=True),
                         Event(source=pad, watched_events=["mousedown", "mouseup", "mouseleave"],
                               prevent_default_action=True)]
@@ -263,6 +264,9 @@ class RetrievalExplorer(widgets.VBox):
         pressing = isinstance(event, dict) and event.get("type") == "mousedown"
         action = self.tool.handle(event, self.query_canvas.canvas_size,
                                   base=self.state.region_mask() if pressing else None)
+        watched = ["mousemove"] if self.tool.active else []
+        if list(self._events[0].watched_events) != watched:
+            self._events[0].watched_events = watched
         if action is None:
             return False
         kind, shape = action

@@ -149,8 +149,8 @@ class RetrievalState:
         self.query_id += 1
         self.open_index = None
         self._explanations.clear()
-        exclude = [] if index is None else [index]
-        whole = np.array([i for i in query.ranking() if i not in exclude], dtype=np.int64)
+        ranking = query.ranking()
+        whole = ranking if index is None else ranking[ranking != index]
         self._whole_rank = np.empty(len(self.gallery), dtype=np.int64)
         self._whole_rank[whole] = np.arange(len(whole))
         self._search(None)

@@ -7,9 +7,10 @@ Checked in the page: the query canvas shows the query's photo at rest and the gr
 exactly as ``gallery.search`` does for that box (coffee's views first, each card's rank change as
 in the state), the canvas dims the query outside the box and keeps it inside; clicking a result
 card opens the pair in the viewer below, which shares the explorer's hover state (a real hover over
-the viewer's query reaches it). Screenshots (out/screenshots/):
+the viewer's query reaches it). A brush stroke painted with the mouse becomes the region (its points
+painted, nothing far from it) and the "whole image" button clears it. Screenshots (out/screenshots/):
 
-  retrieval_rest.png, retrieval_box.png, retrieval_pair.png
+  retrieval_rest.png, retrieval_brush.png, retrieval_box.png, retrieval_pair.png
 """
 
 from __future__ import annotations
@@ -124,6 +125,40 @@ def test_explorer_renders_the_query_and_the_results(notebook):
     first = notebook.page.locator(CARDS).filter(visible=True).first.inner_text()
     assert "#1" in first and "cosine" in first
     _shoot(notebook, "retrieval_rest.png")
+
+
+def test_a_brush_stroke_with_the_mouse_paints_the_region_and_the_button_clears_it(notebook):
+    page = notebook.page
+    page.locator(f"{EXPLORER} .widget-toggle-button").filter(has_text="brush").first.click()
+    notebook.poll_kernel("explorer.tool.tool", "brush")
+    radius = notebook.kernel_eval("explorer.brush_size")
+    box = notebook.canvas_box(QUERY)
+    scale = box.pixel_height / 224
+    points = [(112.0, 30.0), (112.0, 60.0), (90.0, 80.0)]  # display pixels: across the cat's eye
+    page.mouse.move(*box.client_point(points[0][0] * scale, points[0][1] * scale))
+    page.mouse.down()
+    for row, col in points[1:]:
+        page.mouse.move(*box.client_point(row * scale, col * scale), steps=6)
+        page.wait_for_timeout(120)  # a hand's pace: the stroke's moves reach the kernel
+    page.mouse.up()
+    notebook.poll_kernel("None if explorer.region is None else explorer.region[0]", "mask", timeout_s=30)
+    painted = notebook.kernel_array("explorer.region[1]")
+    rows, cols = np.nonzero(painted)
+    print(f"\nbrush radius {radius} px: {painted.sum()} px painted, rows {rows.min()}-{rows.max()}, "
+          f"cols {cols.min()}-{cols.max()}")
+    for row, col in points:  # every point of the stroke painted, nothing far from it
+        assert painted[int(row), int(col)]
+    assert rows.min() >= 90 - radius - 2 and rows.max() <= 112 + radius + 2
+    assert cols.min() >= 30 - radius - 2 and cols.max() <= 80 + radius + 2
+    same = notebook.kernel_eval("explorer.results.indices.tolist() == gallery.search(query, region=explorer.region[1], "
+                                "k=8).indices.tolist()")
+    assert same is True
+    notebook.poll_kernel("explorer.computing", False, timeout_s=120)
+    _shoot(notebook, "retrieval_brush.png")
+    page.locator(f"{EXPLORER} button").filter(has_text="whole image").first.click()
+    notebook.poll_kernel("explorer.region is None", True)
+    page.locator(f"{EXPLORER} .widget-toggle-button").filter(has_text="box").first.click()
+    notebook.poll_kernel("explorer.tool.tool", "box")
 
 
 def test_a_box_dragged_with_the_mouse_reranks_and_dims_outside(notebook):
