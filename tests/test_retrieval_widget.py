@@ -346,11 +346,18 @@ def test_clicking_a_result_opens_the_pair_with_the_same_hover_state(tiny, galler
     assert move(viewer, "query", 30.0, 20.0)
     assert x.hover_state.hovered == ("query", 30.0, 20.0)
     assert "strokeLineSegments" in commands.names(x.query_canvas.canvas[MARK])  # the crosshair on the query
+    # pins of the query stay when another result opens (the same query), the result's go
+    query_pin, _ = viewer.pin("query", 10.0, 12.0), viewer.pin("reference", 40.0, 40.0)
+    x.open_result(3)
+    assert x.hover_state.pins == (query_pin,) and viewer.explanation is x.state.explanation(x.rows[3].index)
     # a method chosen in the viewer stays when another result opens
     viewer.method = "gradcam"
     x.open_result(4)
     assert x.viewer is viewer and viewer.explanation.method == "gradcam"
     assert np.array_equal(viewer.explanation.reference, gallery.prepared(x.rows[4].index).display)
+    assert x.hover_state.pins == (query_pin,)  # set_pair clears the viewer's pins; the query's come back
+    x.set_query(5)
+    assert x.hover_state.pins == ()
 
 
 def test_opening_a_result_before_its_overlay_explains_the_pair(tiny, gallery, explorers, outsider, gate):
@@ -406,6 +413,9 @@ def test_bad_input_is_refused_with_a_clear_error(tiny, gallery, explorers):
         with pytest.raises(InputError, match=match):
             x.set_region(**kwargs)
     assert x.region is None and x.results.indices.tolist() == before  # a refused region changes nothing
+    with pytest.raises(InputError):
+        x.set_query(99)
+    assert x.state.query_index == 0 and x.results.indices.tolist() == before  # nor does a refused query
     with pytest.raises((InputError, InputTypeError), match="box"):
         x.set_region(box=(0, 0, "8", 8))
     with pytest.raises(InputError, match="rank"):

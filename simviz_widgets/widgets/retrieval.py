@@ -130,20 +130,10 @@ class RetrievalExplorer(widgets.VBox):
     gallery = property(lambda self: self.state.gallery)
     k = property(lambda self: self.state.k)
 
-    @property
-    def query(self):
-        """The query on show (a :class:`~simviz_widgets.retrieval.QueryDecomposition`)."""
-        return self.state.query
-
-    @property
-    def region(self):
-        """None (the whole image), ``("box", (top, left, bottom, right))`` or ``("mask", mask)``."""
-        return self.state.region
-
-    @property
-    def results(self):
-        """The :class:`~simviz_widgets.retrieval.SearchResults` on show."""
-        return self.state.results
+    query = property(lambda self: self.state.query, doc="the query on show (a QueryDecomposition)")
+    region = property(lambda self: self.state.region,
+                      doc='None (the whole image), ("box", (top, left, bottom, right)) or ("mask", mask)')
+    results = property(lambda self: self.state.results, doc="the SearchResults on show")
 
     @property
     def rows(self):
@@ -177,8 +167,9 @@ class RetrievalExplorer(widgets.VBox):
         """Search with a new query (an image, or a gallery index: that item is left out of its own
         results): decomposed at once (one forward pass); the region is cleared, the open pair closed."""
         check_open(self._closed, "RetrievalExplorer")
-        self.runner.cancel()  # first: no overlay of the old query may land
-        self.state.set_query(image)
+        self.state.set_query(image)  # a bad image raises here and changes nothing
+        self.runner.cancel()  # the old query's overlays never land (their key is refused too)
+        self.hover_state.clear_pins()  # points of the old query
         self.tool.resize(self.state.query.size)
         self._after_query()
 
@@ -186,9 +177,9 @@ class RetrievalExplorer(widgets.VBox):
         """Re-rank by a region of the query's display pixels: ``box`` (top, left, bottom, right),
         bottom/right exclusive, or a bool ``mask``; neither: the whole image."""
         check_open(self._closed, "RetrievalExplorer")
+        self.state.set_region(box=box, mask=mask)  # a bad region raises here and changes nothing
         self.runner.cancel()
         self.tool.cancel()
-        self.state.set_region(box=box, mask=mask)
         self._after_region()
 
     def clear_region(self) -> None:
@@ -201,6 +192,8 @@ class RetrievalExplorer(widgets.VBox):
         inputs = (self.state.query_input, self.gallery.image(row.index))
         explanation = self.state.explanation(row.index)
         options = {name: self.options[name] for name in ("cmap", "alpha", "hover")}
+        # Pins of the query stay (the same query: pin a point, flip through the results); the result's go.
+        query_pins = tuple(pin for pin in self.hover_state.pins if pin.source == "query")
         if self.viewer is None:
             if explanation is not None:
                 viewer = PairViewer.from_explanation(explanation, model=self.gallery.model, state=self.hover_state,
@@ -215,6 +208,7 @@ class RetrievalExplorer(widgets.VBox):
             self.viewer.set_explanation(explanation, inputs=inputs)
         else:  # not computed yet, or the viewer shows another method the user chose: explain with it
             self.viewer.set_pair(*inputs)
+        self.hover_state.pins = query_pins
         self.state.open_index = row.index
         self.viewer_box.layout.display = None
         self._show_results()
