@@ -383,8 +383,9 @@ class RetrievalExplorer(widgets.VBox):
         else:
             scored = score_text(self.gallery.model.metric, state.rows[rank].score, whole=state.region is None)
             head = f"<b>#{rank + 1} {name}</b> ({html.escape(scored)} for the {html.escape(state.region_text())})"
-        self.viewer_title.value = (f"{head}: the whole pair explained, the query left and this result right; "
-                                   "hover either image to see what it matches in the other")
+        self.viewer_title.value = (f"<div style='line-height:1.4'>{head}: the whole pair explained, the query "
+                                   "left and this result right; hover either image to see what it matches in the "
+                                   "other</div>")
 
     def _redraw_region(self) -> None:
         self.query_canvas.draw_region(self.state.region)
