@@ -9,8 +9,9 @@ Similarity Networks", WACV 2019): one matrix-vector product over the stored gall
 from .demos import DEMO_GALLERIES, demo_gallery, demo_items
 from .gallery import Gallery
 from .index import BACKENDS
+from .maps import region_query_map, region_reference_map
 from .matrix import cluster_order, order_by_similarity
-from .query import QueryDecomposition, SearchResults, region_query_map, region_reference_map
+from .query import QueryDecomposition, SearchResults
 from .regions import display_box, region_weights
 
 __all__ = ["Gallery", "QueryDecomposition", "SearchResults", "region_weights", "region_reference_map",

@@ -12,6 +12,7 @@ from ..checks import check_bool, check_colormap, check_int
 from ..render.colormap import default_cmap
 from ..render.figure import DisplayFigure
 from ..render.overlay import overlay
+from .maps import region_reference_map
 from .matrix import cluster_order
 
 __all__ = ["results_figure", "matrix_figure", "score_text"]
@@ -59,8 +60,6 @@ def results_figure(results, *, overlays: bool = True, cmap: str | None = None, a
                                     edgecolor="#ffd400", linewidth=2))
     maps = []
     if overlays:
-        from .query import region_reference_map
-
         maps = [region_reference_map(gallery.explain(q, i), results.region_weights) for i in results.indices]
         top_abs = max(float(np.abs(np.concatenate([m.ravel() for m in maps])).max()), 1e-12)
     changes = results.rank_changes()
