@@ -100,7 +100,8 @@ class FaissIndex:
         if kind == "faiss-flat":
             self.index = faiss.IndexFlatIP(dim)
         else:
-            nlist = nlist if nlist is not None else max(1, min(4096, int(4 * np.sqrt(self.size))))
+            # faiss's rule of thumb, 4 sqrt(N) lists, with at least 39 training points per list
+            nlist = nlist if nlist is not None else max(1, min(4096, int(4 * np.sqrt(self.size)), self.size // 39))
             nlist = check_int(nlist, "nlist", minimum=1, maximum=self.size)
             codes = "Flat" if pq is None else f"PQ{check_int(pq, 'pq', minimum=1)}"
             if pq is not None and dim % pq:
