@@ -142,6 +142,8 @@ def test_cell_click_opens_that_pair_in_the_viewer(matrix, galleries):
     names = gallery.names
     assert names[query] in matrix.readout.text and names[reference] in matrix.readout.text
     assert f"cosine {matrix.matrix[query, reference]:.3f}" in matrix.readout.text
+    ranked = [int(i) for i in np.argsort(-matrix.matrix[query], kind="stable") if i != query]
+    assert f"rank {ranked.index(reference) + 1} of {len(ranked)} for this query" in matrix.readout.text
     for image, index in zip(matrix.readout.images, (query, reference)):  # the pair's images, query first
         np.testing.assert_array_equal(_png(image.value), gallery.thumbnail(index, 96))
     assert matrix.viewer is None  # nothing is explained before a click

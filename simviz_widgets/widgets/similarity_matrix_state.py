@@ -160,11 +160,6 @@ class SimilarityMatrixState:
     def score(self, query: int, reference: int) -> float:
         return float(self.matrix[self.as_index(query, "row"), self.as_index(reference, "col")])
 
-    def describe(self, query: int, reference: int) -> str:
-        """"name × name: score" (plain text) of a pair."""
-        text = score_text(self.score(query, reference), self.metric)
-        return f"{self.names[query]} × {self.names[reference]}: {text}"
-
     def select(self, query: int, reference: int) -> tuple[int, int]:
         """Select the pair (gallery indices; row image = query, column image = reference)."""
         self.selected = (self.as_index(query, "row"), self.as_index(reference, "col"))
@@ -176,11 +171,10 @@ class SimilarityMatrixState:
 
     def rank_of(self, query: int, reference: int) -> int:
         """1-based rank of ``reference`` among the other images by similarity to ``query``."""
-        row = self.matrix[query]
-        others = np.delete(np.arange(self.n), query)
         if reference == query:
             return 0
-        return int((row[others] > row[reference]).sum()) + 1
+        others = np.delete(self.matrix[query], query)
+        return int((others > self.matrix[query, reference]).sum()) + 1
 
     # -- thumbnails --------------------------------------------------------------------------
     def strip(self, thumbs: dict, size: int, *, vertical: bool) -> np.ndarray:
