@@ -312,7 +312,7 @@ def main():
     ap.add_argument("--queries", type=int, default=200, help="warm region queries (random boxes)")
     ap.add_argument("--cold", type=int, default=20, help="cold region / crop-and-embed queries")
     ap.add_argument("--embed", type=int, default=1000, help="images embedded for the build timing")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=4, help="Gallery.build batch (its default on a CPU)")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

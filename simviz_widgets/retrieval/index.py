@@ -11,8 +11,9 @@ finds the k largest ``a_Y . q``:
 
 Backends: numpy (exact, chunked so a memory-mapped gallery streams from disk), faiss ``IndexFlatIP``
 (exact) and a faiss IVF index (approximate, ``nprobe`` lists searched; with ``pq=`` the vectors are
-stored as product-quantised codes, for galleries beyond memory). faiss runs one thread for a single
-query: on one query it is slower multithreaded (benchmarks/bench_retrieval.py).
+stored as product-quantised codes, for galleries beyond memory). The flat index searches one query
+with one thread: it is slower multithreaded (100k x 1280 on 2 cores: 41 ms with 1 thread, 67 ms with
+2; benchmarks/README.md); an IVF query reads a few lists and keeps faiss's own threads.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ class FaissIndex:
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         faiss = _faiss()
         threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)  # one query: faiss is slower multithreaded
+        if self.name == "faiss-flat":
+            faiss.omp_set_num_threads(1)  # one query over every row: slower multithreaded
         try:
             scores, idx = self.index.search(np.ascontiguousarray(q[None], dtype=np.float32), min(k, self.size))
         finally:
