@@ -9,7 +9,8 @@ import pytest
 import simviz_widgets as sv
 from simviz_widgets.datasets import random_scenes
 from simviz_widgets.retrieval import Gallery
-from simviz_widgets.retrieval.figure import matrix_figure, results_figure, score_text
+from simviz_widgets.retrieval.figure import matrix_figure, results_figure
+from simviz_widgets.retrieval.labels import score_text
 from simviz_widgets.retrieval.quality import object_box, region_precision
 
 
@@ -45,7 +46,8 @@ def test_results_figure_titles_rank_changes_and_scores():
     titles = [ax.get_title() for ax in fig.axes[1:5]]
     for (rank, index, score), change, title in zip(results, results.rank_changes(), titles):
         assert title.startswith(f"#{rank + 1}") and f"s{index}" in title
-        assert score_text(score, "euclidean") in title and title.startswith("#") and "dist²" in title
+        # a region's share of -distance² is not a distance: written as a share
+        assert score_text(score, "euclidean", region=True) in title and "−d² share" in title
         assert (f"▲{change}" in title) if change > 0 else (f"▼{-change}" in title if change < 0 else "▲" not in title)
     assert fig.axes[0].patches  # the box outlined on the query
     assert len(fig.axes) == 6  # query, 4 hits, colour bar

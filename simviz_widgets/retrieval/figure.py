@@ -12,17 +12,11 @@ from ..checks import check_bool, check_colormap, check_int
 from ..render.colormap import default_cmap
 from ..render.figure import DisplayFigure
 from ..render.overlay import overlay
+from .labels import score_text
 from .maps import region_reference_map
 from .matrix import cluster_order
 
-__all__ = ["results_figure", "matrix_figure", "score_text"]
-
-
-def score_text(score: float, metric: str) -> str:
-    """A score as people read it: Euclidean as a distance (the similarity is its negative square)."""
-    if metric == "euclidean":
-        return f"dist² {-score:.3g}"
-    return f"{score:.3f}"
+__all__ = ["results_figure", "matrix_figure"]
 
 
 def _dim_outside(image: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
@@ -63,6 +57,7 @@ def results_figure(results, *, overlays: bool = True, cmap: str | None = None, a
         maps = [region_reference_map(gallery.explain(q, i), results.region_weights) for i in results.indices]
         top_abs = max(float(np.abs(np.concatenate([m.ravel() for m in maps])).max()), 1e-12)
     changes = results.rank_changes()
+    region = results.region_weights is not None
     for (rank, index, score), ax, change in zip(results, axes[1:], changes):
         picture = gallery.prepared(index).display
         if overlays:
@@ -72,8 +67,8 @@ def results_figure(results, *, overlays: bool = True, cmap: str | None = None, a
         ax.imshow(picture)
         name = gallery.names[index].replace(": ", "\n", 1)  # demo scenes: "scene 5: red square + ..."
         name = "\n".join(part if len(part) <= 19 else part[:18] + "…" for part in name.split("\n")[:2])
-        ax.set_title(f"#{rank + 1}{_move(int(change))}\n{name}\n{score_text(score, gallery.model.metric)}",
-                     fontsize=8)
+        score_line = score_text(score, gallery.model.metric, region=region)
+        ax.set_title(f"#{rank + 1}{_move(int(change))}\n{name}\n{score_line}", fontsize=8)
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
     if overlays:
