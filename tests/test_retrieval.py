@@ -103,6 +103,24 @@ def test_euclidean_region_ranks_by_distance_to_the_region_scaled_to_a_whole_imag
     np.testing.assert_array_equal(q.ranking((0, 0, 24, 64)), np.argsort(distance, kind="stable"))
 
 
+def test_euclidean_hits_are_scored_in_float64_a_self_match_is_distance_zero():
+    # the mean-colour model on raw 0..255 values: |g|^2 ~ 1e5, where float32 products alone leave
+    # ~1e-2 on a self-match (and a positive "similarity" above -distance^2 = 0)
+    from simviz_widgets.models.tiny import MeanColorNet
+
+    raw = sv.PreprocessConfig(input_size=(32, 32), resize_short=None, mean=0.0, std=1.0, scale=1.0)
+    model = sv.SimilarityModel.wrap(MeanColorNet(), metric="euclidean", preprocess=raw)
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(6)]
+    gallery = Gallery.build(model, images, show_progress=False)
+    q = gallery.query(images[2])
+    assert q.embedding @ q.embedding > 1e4
+    hits = q.search(k=6)
+    assert hits.indices[0] == 2 and -1e-9 < hits.scores[0] <= 0.0
+    g = np.asarray(gallery.embeddings, np.float64)
+    np.testing.assert_allclose(hits.scores, -((g[hits.indices] - q.embedding) ** 2).sum(1), rtol=1e-9, atol=1e-8)
+
+
 def test_region_weights_are_the_cells_area_inside_the_region():
     model = sv.load_model("mean_color", size=32)  # 8x8 cells of 4x4 pixels
     q = Gallery.build(model, [_flat(RED)], show_progress=False).query(_flat(BLUE))
@@ -168,8 +186,28 @@ def test_search_results_rank_changes_and_exclusion(scenes):
         assert res.rank_of(index) == rank
         assert res.rank_of(index, whole_image=True) == int(np.flatnonzero(full == index)[0])
         assert res.rank_changes()[rank] == res.rank_of(index, whole_image=True) - rank
-    with pytest.raises(InputError, match="exclude index"):
+    with pytest.raises(InputError, match=r"exclude\[0\]=10 must be in \[0, 9\]"):
         q.search(k=3, exclude=[len(scenes)])
+    with pytest.raises(InputTypeError, match="exclude"):
+        q.search(k=3, exclude="2")
+    assert q.search(k=3, exclude=2).indices.tolist() == q.search(k=3, exclude=[2]).indices.tolist()
+    assert len(q.search(k=len(scenes), exclude=None)) == len(scenes)
+
+
+def test_rank_changes_leave_the_excluded_items_out_of_both_rankings(scenes):
+    # the query is gallery item 0, excluded from its own results: a region ranking exactly like the
+    # whole image must move nothing (the excluded item must not count in either ranking)
+    gallery = Gallery.build(sv.load_model("tiny_test"), scenes, show_progress=False)
+    q = gallery.query(scenes[0])
+    whole = q.search(k=5, exclude=[0])
+    assert 0 not in whole.indices and whole.rank_changes().tolist() == [0] * 5
+    assert [whole.rank_of(i) for i in whole.indices] == list(range(5))
+    region = q.search((0, 0, 40, 64), k=len(scenes) - 1, exclude=[0])
+    kept = [i for i in q.ranking() if i != 0]
+    for rank, index, _ in region:
+        assert region.rank_changes()[rank] == kept.index(index) - rank
+    with pytest.raises(InputError, match="index 0 is not a gallery item of this search"):
+        region.rank_of(0)
     with pytest.raises(InputTypeError, match="k"):
         q.search(k=2.0)
 
@@ -191,6 +229,8 @@ def test_faiss_flat_finds_the_exact_top_k_and_ivf_matches_when_it_searches_every
     np.testing.assert_allclose(flat.scores, exact.scores, rtol=1e-5)
     gallery.use_backend("faiss-ivf", nlist=16, nprobe=16)
     np.testing.assert_array_equal(q.search((0, 0, 40, 64), k=10).indices, exact.indices)
+    with pytest.raises(InputError, match="'faiss-flat' takes no nprobe"):
+        gallery.use_backend("faiss-flat", nprobe=4)
     with pytest.raises(InputError, match="pq=7 does not divide"):
         gallery.use_backend("faiss-ivf", nlist=8, pq=7)
     with pytest.raises(InputError, match="backend"):

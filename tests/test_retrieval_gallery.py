@@ -3,6 +3,8 @@ rebuilt when the weights change, memory-mapped when large); embeddings computed 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -83,12 +85,49 @@ def test_cache_is_reused_rebuilt_for_changed_items_and_for_changed_weights(model
     retrained = model.copy(transform=lambda module, head: torch.nn.init.normal_(module.head.weight, std=0.1))
     stale = Gallery.build(retrained, folder, cache=cache, show_progress=False)
     assert stale.cache_info["embedded"] == 5 and stale.cache_info["reason"] == "the model's weights changed"
-    assert stale.cache_info["path"] == edited.cache_info["path"]
+    assert stale.cache_info["path"] == edited.cache_info["path"]  # the same record, rewritten
+    assert sorted(p.name for p in cache.glob("*.npy")) == [Path(stale.cache_info["rows"]).name]  # old rows gone
     assert not np.allclose(stale.embeddings, edited.embeddings)
     # another preprocessing is another model: its own file
     other = sv.SimilarityModel.wrap(model.module, preprocess=sv.PreprocessConfig(input_size=(48, 48),
                                                                                 resize_short=48))
     assert Gallery.build(other, folder, cache=cache, show_progress=False).cache_info["path"] != stale.cache_info["path"]
+
+
+def test_an_interrupted_build_leaves_the_previous_cache_whole(model, scenes, tmp_path, monkeypatch):
+    first = Gallery.build(model, scenes, cache=tmp_path, show_progress=False)
+    retrained = model.copy(transform=lambda module, head: torch.nn.init.normal_(module.head.weight, std=0.1))
+
+    real_replace = cache_files.os.replace
+
+    def killed(src, dst):  # the process dies once the rows are on disk, as the record would be written
+        if str(dst).endswith(".json"):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(cache_files.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        Gallery.build(retrained, scenes, cache=tmp_path, show_progress=False)
+    monkeypatch.undo()
+    again = Gallery.build(model, scenes, cache=tmp_path, show_progress=False)
+    assert again.cache_info["reason"] == "up to date"
+    np.testing.assert_array_equal(again.embeddings, first.embeddings)  # its own rows, not the retrained ones
+
+
+def test_dataset_entries_that_are_paths_are_fingerprinted_by_their_file(model, folder, scenes, tmp_path):
+    paths = sorted(str(p) for p in folder.glob("*.png"))
+
+    class Files(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(paths)
+
+        def __getitem__(self, k):
+            return paths[k]
+
+    Gallery.build(model, Files(), cache=tmp_path, show_progress=False)
+    Image.fromarray(scenes[5]).save(paths[1])
+    rebuilt = Gallery.build(model, Files(), cache=tmp_path, show_progress=False)
+    assert (rebuilt.cache_info["reused"], rebuilt.cache_info["embedded"]) == (len(paths) - 1, 1)
 
 
 def test_in_memory_items_are_fingerprinted_by_content(model, scenes, tmp_path):

@@ -136,6 +136,7 @@ DOMAIN_CHECKS = {
     "geometry/matches.py": {"_check_coarse": "an explanation of the same pair on a coarser grid"},
     "retrieval/regions.py": {"check_box": "a non-empty (top, left, bottom, right) box inside the image"},
     "retrieval/matrix.py": {"_check_matrix": "a square, finite similarity matrix"},
+    "retrieval/query.py": {"_check_exclude": "gallery indices to leave out: None, one index or a sequence"},
     "evaluate/metrics.py": {"check_display_mask": "a non-empty mask over the explained (display) image"},
     "evaluate/perturbation_curves.py": {"_check_sizes": "the explanation was computed at this model's input size"},
     "widgets/attribute_panel.py": {"_validate_selected": "traitlets validator: the panel is open"},

@@ -1,5 +1,6 @@
-"""The gallery's cache: float32 embeddings in a ``.npy`` file (memory-mapped when large) beside a
-``.json`` record of what made them.
+"""The gallery's cache: float32 embeddings in a ``.npy`` file (memory-mapped when large) and a
+``.json`` record of what made them, which names that file: writing the record is the one atomic
+commit point, so an interrupted build never pairs one model's record with another's rows.
 
 The file name is keyed by the model (name, layer, pooling, head, metric), its preprocessing and the
 list of item references; the record holds a fingerprint of the weights and one per item. A record
@@ -13,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -58,45 +60,57 @@ def cache_stem(model, references: list[str]) -> str:
 
 
 def read_cache(folder: Path, stem: str, weights: str, dim: int) -> tuple[np.ndarray | None, dict]:
-    """(rows, record) of a usable cache, or (None, {"reason": ...}) when there is none or it is stale."""
-    rows_path, record_path = folder / f"{stem}.npy", folder / f"{stem}.json"
-    if not (rows_path.is_file() and record_path.is_file()):
+    """(rows, record) of a usable cache, or (None, {"reason": ...}) when there is none or it is stale.
+    The record is the commit point: it names the rows file written before it."""
+    record_path = folder / f"{stem}.json"
+    if not record_path.is_file():
         return None, {"reason": "no cache yet"}
     try:
         record = json.loads(record_path.read_text())
-        rows = np.load(rows_path, mmap_mode="r")
-    except (OSError, ValueError) as error:
+        if record.get("format") != FORMAT:
+            return None, {"reason": "old format"}
+        rows = np.load(folder / record["rows"], mmap_mode="r")
+    except (OSError, ValueError, KeyError, TypeError) as error:
         return None, {"reason": f"unreadable cache ({error})"}
-    if record.get("format") != FORMAT or record.get("weights") != weights:
-        return None, {"reason": "the model's weights changed" if record.get("format") == FORMAT else "old format"}
+    if record.get("weights") != weights:
+        return None, {"reason": "the model's weights changed"}
     if rows.dtype != np.float32 or rows.ndim != 2 or rows.shape != (len(record.get("fingerprints", ())), dim):
         return None, {"reason": "cache file does not match its record"}
     return rows, record
 
 
+def _unique(folder: Path, stem: str, suffix: str) -> Path:
+    return folder / f"{stem}.{uuid.uuid4().hex[:12]}{suffix}"
+
+
 def open_rows(folder: Path, stem: str, count: int, dim: int) -> tuple[np.ndarray, Path]:
-    """A new float32 (count, dim) array to fill: a memory-mapped temporary file when large, so a
+    """A new float32 (count, dim) array to fill and the file it will be saved as (a new name per
+    build, so a build never overwrites rows another record names): memory-mapped when large, so a
     gallery beyond memory is written as it is embedded."""
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{stem}.{os.getpid()}.tmp.npy"
+    path = _unique(folder, stem, ".npy")
     if count * dim * 4 > MMAP_BYTES:
-        return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(count, dim)), tmp
-    return np.empty((count, dim), dtype=np.float32), tmp
+        return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(count, dim)), path
+    return np.empty((count, dim), dtype=np.float32), path
 
 
-def commit_cache(folder: Path, stem: str, rows: np.ndarray, tmp: Path, record: dict) -> np.ndarray:
-    """Write ``rows`` and ``record`` (atomically: temporary file, then rename) and return the rows,
-    memory-mapped from the cache file when large."""
+def commit_cache(folder: Path, stem: str, rows: np.ndarray, path: Path, record: dict) -> np.ndarray:
+    """Save ``rows`` to ``path``, then atomically replace the record (a temporary file renamed: the
+    commit point) naming it, then delete the rows files no record names any more. A build killed
+    at any point leaves the previous record and its rows intact. Returns the rows, memory-mapped
+    from the file when large."""
     if isinstance(rows, np.memmap):
         rows.flush()
         del rows
     else:
-        np.save(tmp, rows)
-    os.replace(tmp, folder / f"{stem}.npy")
-    record_tmp = folder / f".{stem}.{os.getpid()}.tmp.json"
-    record_tmp.write_text(json.dumps(dict(record, format=FORMAT)))
+        np.save(path, rows)
+    record_tmp = _unique(folder, f".{stem}", ".json.tmp")
+    record_tmp.write_text(json.dumps(dict(record, format=FORMAT, rows=path.name)))
     os.replace(record_tmp, folder / f"{stem}.json")
-    return load_rows(folder / f"{stem}.npy")
+    for old in folder.glob(f"{stem}.*.npy"):
+        if old != path:
+            old.unlink(missing_ok=True)  # a reader that mapped it keeps its pages (POSIX)
+    return load_rows(path)
 
 
 def load_rows(path: Path) -> np.ndarray:

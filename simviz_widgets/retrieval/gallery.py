@@ -53,8 +53,8 @@ class Gallery:
     def build(cls, model: SimilarityModel, images, *, names=None, labels=None, batch_size: int | None = None,
               cache=None, show_progress: bool = True, backend: str = "numpy", **backend_options) -> "Gallery":
         """Embed ``images`` (a folder, a list of images, or a dataset giving images or (image, label))
-        in batches (``batch_size``; default 4 on a CPU, 32 on an accelerator). ``cache``: None
-        (nothing written), True (``$SIMVIZ_CACHE/galleries`` or ~/.cache/simviz_widgets/galleries) or
+        in batches (``batch_size``; default 4 on a CPU, 32 on an accelerator). ``cache``: None or
+        False (nothing written), True (``$SIMVIZ_CACHE/galleries`` or ~/.cache/simviz_widgets/galleries) or
         a folder; a cached gallery of the same model, weights and
         items is read back, changed items are embedded again (``gallery.cache_info`` says what
         happened). ``backend``: 'numpy' (exact), 'faiss-flat' (exact) or 'faiss-ivf' (approximate;
@@ -67,7 +67,7 @@ class Gallery:
         show_progress = check_bool(show_progress, "show_progress")
         items = collect_items(images, names, labels)
         dim = int(model.embed(items[0].load()).shape[1])
-        if cache is None:
+        if cache is None or cache is False:
             rows = np.empty((len(items), dim), dtype=np.float32)
             _embed_into(model, items, range(len(items)), rows, batch_size, show_progress)
             return cls(model, rows, items, backend=backend, cache_info={"path": None}, **backend_options)
@@ -79,23 +79,22 @@ class Gallery:
         old, record = cache_files.read_cache(folder, stem, weights, dim)
         reuse = {} if old is None else {fp: k for k, fp in enumerate(record["fingerprints"])}
         todo = [k for k, fp in enumerate(fingerprints) if fp not in reuse]
+        where = {"path": str(folder / f"{stem}.json")}
         if old is not None and not todo and record["fingerprints"] == fingerprints:
-            info = {"path": str(folder / f"{stem}.npy"), "reused": len(items), "embedded": 0, "reason": "up to date"}
-            return cls(model, cache_files.load_rows(folder / f"{stem}.npy"), items, backend=backend,
+            info = dict(where, rows=str(folder / record["rows"]), reused=len(items), embedded=0, reason="up to date")
+            return cls(model, cache_files.load_rows(folder / record["rows"]), items, backend=backend,
                        cache_info=info, **backend_options)
-        rows, tmp = cache_files.open_rows(folder, stem, len(items), dim)
-        for k, fp in enumerate(fingerprints):
-            if fp in reuse:
-                rows[k] = old[reuse[fp]]
+        rows, path = cache_files.open_rows(folder, stem, len(items), dim)
+        kept = [k for k, fp in enumerate(fingerprints) if fp in reuse]
+        if kept:
+            rows[kept] = old[[reuse[fingerprints[k]] for k in kept]]
         del old
         _embed_into(model, items, todo, rows, batch_size, show_progress)
         reason = record.get("reason") or f"{len(todo)} of {len(items)} items new or changed"
-        rows = cache_files.commit_cache(folder, stem, rows, tmp, {"weights": weights, "fingerprints": fingerprints,
-                                                                 "names": [it.name for it in items],
-                                                                 "references": references,
-                                                                 "model": cache_files.model_identity(model)})
-        info = {"path": str(folder / f"{stem}.npy"), "reused": len(items) - len(todo), "embedded": len(todo),
-                "reason": reason}
+        rows = cache_files.commit_cache(folder, stem, rows, path, {
+            "weights": weights, "fingerprints": fingerprints, "names": [it.name for it in items],
+            "references": references, "model": cache_files.model_identity(model)})
+        info = dict(where, rows=str(path), reused=len(items) - len(todo), embedded=len(todo), reason=reason)
         return cls(model, rows, items, backend=backend, cache_info=info, **backend_options)
 
     @classmethod

@@ -53,26 +53,51 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 class NumpyIndex:
-    """Exact: one matrix-vector product per query over the rows (a memory map streams in blocks)."""
+    """Exact: one matrix-vector product per query over the embeddings themselves (a memory map
+    streams in blocks); the metric's part of ``a_Y`` — cosine's 1 / abs(g_Y), Euclidean's abs(g_Y)^2 — is
+    one number per row, kept apart, so no second copy of the gallery is made."""
 
     name = "numpy"
 
     def __init__(self, embeddings: np.ndarray, metric: str):
         self.metric = metric
-        self.size = embeddings.shape[0]
-        # In memory: the rows once. A memory-mapped gallery keeps its file and builds rows per block.
+        self.size, self.dim = embeddings.shape
         self._embeddings = embeddings
-        self._rows = None if isinstance(embeddings, np.memmap) else index_rows(embeddings, metric)
+        sq = np.empty(self.size, dtype=np.float64)
+        for start, stop in self._blocks():
+            block = np.asarray(embeddings[start:stop], dtype=np.float32)
+            sq[start:stop] = np.einsum("nd,nd->n", block, block, dtype=np.float64)
+        self._sq = sq
+        norms = np.sqrt(sq)
+        # torch's cosine_similarity convention: an all-zero embedding scores 0 against everything
+        self._inverse_norm = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 1e-12)
+
+    def _blocks(self):
+        # in memory: one product; memory-mapped: blocks of rows, so memory stays bounded
+        step = _CHUNK_ROWS if isinstance(self._embeddings, np.memmap) else max(self.size, 1)
+        return ((start, min(start + step, self.size)) for start in range(0, self.size, step))
 
     def scores(self, q: np.ndarray) -> np.ndarray:
-        """(N,) float64 inner products of every row with ``q`` (float32 products, float64 out)."""
-        q = q.astype(np.float32)
-        if self._rows is not None:
-            return (self._rows @ q).astype(np.float64)
+        """(N,) float64 ``a_Y . q`` for every row (the product in float32, the rest in float64)."""
+        head = np.ascontiguousarray(q[:self.dim], dtype=np.float32)
         out = np.empty(self.size, dtype=np.float64)
-        for start in range(0, self.size, _CHUNK_ROWS):
-            stop = min(start + _CHUNK_ROWS, self.size)
-            out[start:stop] = index_rows(self._embeddings, self.metric, start, stop) @ q
+        for start, stop in self._blocks():
+            out[start:stop] = np.asarray(self._embeddings[start:stop], dtype=np.float32) @ head
+        if self.metric == "cosine":
+            out *= self._inverse_norm
+        elif self.metric == "euclidean":
+            out += self._sq * float(q[self.dim])
+        return out
+
+    def exact(self, indices: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """``a_Y . q`` of rows ``indices`` all in float64 (a Euclidean score cancels large terms:
+        float32 products would leave ~1e-4 of them on a self-match)."""
+        rows = np.asarray(self._embeddings[indices], dtype=np.float64)
+        out = rows @ np.asarray(q[:self.dim], dtype=np.float64)
+        if self.metric == "cosine":
+            return out * self._inverse_norm[indices]
+        if self.metric == "euclidean":
+            return out + self._sq[indices] * float(q[self.dim])
         return out
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,11 +119,14 @@ class FaissIndex:
     'faiss-ivf' (``IVF{nlist},Flat``, or ``IVF{nlist},PQ{pq}`` codes; trained on the gallery)."""
 
     def __init__(self, embeddings: np.ndarray, metric: str, kind: str = "faiss-flat", *,
-                 nlist: int | None = None, nprobe: int = 16, pq: int | None = None, seed: int = 0):
+                 nlist: int | None = None, nprobe: int | None = None, pq: int | None = None, seed: int = 0):
         faiss = _faiss()
         self.name, self.metric, self.size = kind, metric, embeddings.shape[0]
         dim = index_rows(embeddings, metric, 0, 1).shape[1]
         if kind == "faiss-flat":
+            given = [n for n, v in (("nlist", nlist), ("nprobe", nprobe), ("pq", pq)) if v is not None]
+            if given:
+                raise InputError(f"backend 'faiss-flat' takes no {', '.join(given)}; those are options of 'faiss-ivf'")
             self.index = faiss.IndexFlatIP(dim)
         else:
             # faiss's rule of thumb, 4 sqrt(N) lists, with at least 39 training points per list
@@ -112,7 +140,7 @@ class FaissIndex:
             count = min(self.size, 64 * nlist, 200_000)
             sample = np.sort(np.random.default_rng(seed).choice(self.size, count, replace=False))
             self.index.train(index_rows(embeddings[sample], metric))
-            self.index.nprobe = check_int(nprobe, "nprobe", minimum=1)
+            self.index.nprobe = 16 if nprobe is None else check_int(nprobe, "nprobe", minimum=1)
         for start in range(0, self.size, _CHUNK_ROWS):
             self.index.add(index_rows(embeddings, metric, start, min(start + _CHUNK_ROWS, self.size)))
 

@@ -15,11 +15,12 @@ With no region it is the model's own score of the two images.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..checks import check_int
+from ..checks import InputError, check_int, check_sequence
 from ..explain.decomposition import position_contributions
 from ..images import PreparedImage
 from .index import top_k
@@ -84,17 +85,21 @@ class QueryDecomposition:
 
     def search(self, region=None, *, k: int = 10, exclude=(), coords: str = "display") -> "SearchResults":
         """The top ``k`` gallery items for ``region`` with the gallery's backend; ``exclude``:
-        gallery indices to leave out (e.g. the query itself)."""
+        gallery indices to leave out (e.g. the query itself). The hits' scores are computed again
+        in float64 from the stored embeddings (the backend's products are float32)."""
         k = check_int(k, "k", minimum=1)
-        exclude = {check_int(int(i) if isinstance(i, np.integer) else i, "exclude index", minimum=0,
-                             maximum=len(self.gallery) - 1) for i in exclude}
+        exclude = _check_exclude(exclude, len(self.gallery))
         w = self.weights(region, coords=coords)
         q, c = self._vector(w)
-        idx, s = self.gallery.index.search(q, min(k + len(exclude), len(self.gallery)))
-        keep = np.array([i not in exclude for i in idx], dtype=bool)
-        idx, s = idx[keep][:k], s[keep][:k] + c
-        return SearchResults(indices=idx, scores=s, names=self.gallery.names_of(idx),
-                             region_weights=w, query=self, backend=self.gallery.index.name)
+        idx, _ = self.gallery.index.search(q, min(k + len(exclude), len(self.gallery)))
+        idx = np.array([i for i in idx if i not in exclude][:k], dtype=np.int64)
+        s = self.gallery.exact_index.exact(idx, q) + c
+        if w is None and self.gallery.model.metric == "euclidean":
+            s = np.minimum(s, 0.0)  # -distance^2: a self-match is 0, never a rounding above it
+        order = np.lexsort((np.arange(len(idx)), -s))  # float64 ties broken by the backend's order
+        idx, s = idx[order], s[order]
+        return SearchResults(indices=idx, scores=s, names=self.gallery.names_of(idx), region_weights=w,
+                             query=self, backend=self.gallery.index.name, exclude=frozenset(exclude))
 
     def crop(self, box) -> np.ndarray:
         """The crop-and-embed baseline's input: the smallest square around ``box`` (display pixels)
@@ -121,6 +126,7 @@ class SearchResults:
     region_weights: np.ndarray | None
     query: QueryDecomposition = field(repr=False)
     backend: str = "numpy"
+    exclude: frozenset = frozenset()
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -136,15 +142,35 @@ class SearchResults:
 
         return results_figure(self, **options)
 
+    def _ranking(self, whole_image: bool) -> np.ndarray:
+        ranking = self.query.ranking(weights=None if whole_image else self.region_weights)
+        return ranking[~np.isin(ranking, list(self.exclude))] if self.exclude else ranking
+
     def rank_of(self, index: int, *, whole_image: bool = False) -> int:
         """0-based rank of gallery item ``index`` in the full ranking of this region (or, with
-        ``whole_image``, of the whole query): rank changes are ``whole - region``."""
-        ranking = self.query.ranking(weights=None if whole_image else self.region_weights)
-        return int(np.flatnonzero(ranking == index)[0])
+        ``whole_image``, of the whole query), the excluded items left out: rank changes are
+        ``whole - region``."""
+        ranking = self._ranking(whole_image)
+        found = np.flatnonzero(ranking == index)
+        if isinstance(index, bool) or not found.size:
+            raise InputError(f"index {index!r} is not a gallery item of this search (0..{len(self.query.gallery) - 1}, "
+                             f"excluded {sorted(self.exclude)})")
+        return int(found[0])
 
     def rank_changes(self) -> np.ndarray:
-        """(k,) how many places each result moved up against the whole-image query (0 for it)."""
-        whole = self.query.ranking()
-        position = np.empty(len(whole), dtype=np.int64)
+        """(k,) how many places each result moved up against the whole-image query (0 for it),
+        both rankings without the excluded items."""
+        whole = self._ranking(True)
+        position = np.full(len(self.query.gallery), -1, dtype=np.int64)
         position[whole] = np.arange(len(whole))
         return position[self.indices] - np.arange(len(self))
+
+
+def _check_exclude(exclude, size: int) -> set[int]:
+    """Gallery indices to leave out: None, one index or a sequence of them."""
+    if exclude is None:
+        return set()
+    if isinstance(exclude, numbers.Integral) and not isinstance(exclude, (bool, np.bool_)):
+        exclude = (exclude,)
+    return set(check_sequence(exclude, "exclude", lambda v, label: check_int(v, label, minimum=0, maximum=size - 1),
+                              empty=True))

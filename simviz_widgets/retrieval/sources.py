@@ -63,8 +63,9 @@ class Item:
 
     def fingerprint(self) -> str:
         """Changes when the picture does: a file's path, size and modification time; a picture's bytes."""
-        ref = self.reference
-        if isinstance(ref, str):
+        ref = self.reference if self.dataset is None else self.load()
+        if isinstance(ref, (str, os.PathLike)):  # a dataset entry may be a path too: its file decides
+            ref = os.fspath(ref)
             try:
                 st = os.stat(ref)
             except OSError as error:
