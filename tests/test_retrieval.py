@@ -134,6 +134,8 @@ def test_region_weights_are_the_cells_area_inside_the_region():
     mask = np.zeros((32, 32), dtype=bool)
     mask[4:12, 8:32] = True
     np.testing.assert_array_equal(q.weights(mask), aligned)
+    np.testing.assert_array_equal(q.weights(mask.astype(np.uint8)), aligned)  # a 0/1 mask is a mask
+    np.testing.assert_array_equal(q.weights(np.array([4, 8, 12, 32])), aligned)  # a box as an array
     mask[0, 0] = True  # one pixel of a 16-pixel cell
     assert q.weights(mask)[0, 0] == 1 / 16
     assert q.weights(None) is None
@@ -160,8 +162,8 @@ def test_regions_in_source_pixels_follow_the_resize_and_the_crop():
     ((0, 0, 10), InputTypeError, "4 numbers"),
     ((0, 0, True, 10), InputTypeError, "region box"),
     (np.zeros((64, 64), bool), InputError, "selects no pixel"),
-    (np.ones((32, 32), bool), InputError, "expected the query's display size"),
-    (np.ones((64, 64), np.uint8), InputTypeError, "bool mask"),
+    (np.ones((32, 32), bool), InputError, "32x32 but expected 64x64 .the query's display size"),
+    (np.full((64, 64), 0.5), InputError, "values other than 0 and 1"),
     ("left half", InputTypeError, "expected None, a .top, left, bottom, right. box"),
 ])
 def test_bad_regions_are_refused_with_a_clear_message(scenes, region, error, match):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import simviz_widgets as sv
+from simviz_widgets.checks import InputError
 from simviz_widgets.datasets import random_scenes
 from simviz_widgets.retrieval import Gallery
 from simviz_widgets.retrieval.figure import matrix_figure, results_figure
@@ -51,5 +52,14 @@ def test_results_figure_titles_rank_changes_and_scores():
         assert (f"▲{change}" in title) if change > 0 else (f"▼{-change}" in title if change < 0 else "▲" not in title)
     assert fig.axes[0].patches  # the box outlined on the query
     assert len(fig.axes) == 6  # query, 4 hits, colour bar
-    shown = matrix_figure(gallery, order="gallery", thumbs=False).axes[0].images[0].get_array()
-    np.testing.assert_allclose(shown, np.sqrt(-gallery.similarity_matrix()), rtol=1e-6)  # distances
+    figure = matrix_figure(gallery, order="gallery", thumbs=False)
+    np.testing.assert_allclose(figure.axes[0].images[0].get_array(), np.sqrt(-gallery.similarity_matrix()),
+                               rtol=1e-6)  # distances
+    assert figure.axes[0].get_title().endswith("(order: gallery order)")
+    reverse = np.arange(8)[::-1]
+    custom = matrix_figure(gallery, order=reverse, thumbs=False)
+    np.testing.assert_allclose(custom.axes[0].images[0].get_array(),
+                               np.sqrt(-gallery.similarity_matrix()[np.ix_(reverse, reverse)]), rtol=1e-6)
+    assert custom.axes[0].get_title().endswith("(order: custom)")
+    with pytest.raises(InputError, match="permutation"):
+        matrix_figure(gallery, order=[0] * 8)

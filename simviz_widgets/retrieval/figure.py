@@ -8,7 +8,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.patches import Rectangle
 
-from ..checks import check_bool, check_colormap, check_int
+from ..checks import InputError, check_array, check_bool, check_choice, check_colormap
 from ..render.colormap import default_cmap
 from ..render.figure import DisplayFigure
 from ..render.overlay import overlay
@@ -88,10 +88,16 @@ def matrix_figure(gallery, *, order: str | np.ndarray = "cluster", thumbs: bool 
     'gallery' or an index array). Euclidean: shown as distances (lower = more alike)."""
     matrix = gallery.similarity_matrix()
     n = matrix.shape[0]
+    cmap = check_colormap(cmap)
     if isinstance(order, str):
+        names = {"cluster": "clustered", "gallery": "gallery order"}
+        name = names[check_choice(order, "order", tuple(names))]
         order = cluster_order(matrix) if order == "cluster" else np.arange(n)
-    order = np.asarray(order, dtype=np.int64)
-    check_int(len(order), "order length", minimum=n, maximum=n)
+    else:
+        name = "custom"
+        order = check_array(order, "order", ndim=1, kinds="iu")
+        if sorted(order.tolist()) != list(range(n)):
+            raise InputError(f"order must be a permutation of the {n} gallery indices 0..{n - 1}")
     shown = matrix[np.ix_(order, order)]
     euclid = gallery.model.metric == "euclidean"
     if euclid:
@@ -111,6 +117,5 @@ def matrix_figure(gallery, *, order: str | np.ndarray = "cluster", thumbs: bool 
             ax.imshow(t, extent=(pos - 0.5, pos + 0.5, -0.5, -1.5), zorder=3, clip_on=False)
         ax.set_xlim(-1.5 - 0.05 * step, n - 0.5)
         ax.set_ylim(n - 0.5, -1.5 - 0.05 * step)
-    ax.set_title(f"which images does {gallery.model.name} find alike? (order: "
-                 f"{'clustered' if isinstance(order, np.ndarray) else order})", fontsize=9, pad=4)
+    ax.set_title(f"which images does {gallery.model.name} find alike? (order: {name})", fontsize=9, pad=4)
     return fig

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..checks import InputError, InputTypeError, check_choice, check_floats
+from ..checks import InputError, InputTypeError, check_choice, check_floats, check_mask
 from ..images import PreparedImage
 
 __all__ = ["region_weights", "check_box", "box_mask", "display_box"]
@@ -95,14 +95,10 @@ def region_weights(region, prepared: PreparedImage, grid: tuple[int, int], *,
     h, w = grid
     rows, cols = prepared.size
     if isinstance(region, np.ndarray) and region.ndim == 2:
-        if region.dtype != np.bool_:
-            raise InputTypeError(f"region mask has dtype {region.dtype}; expected a bool mask")
-        if region.shape != tuple(size):
-            raise InputError(f"region mask has shape {region.shape}; expected the query's {coords} size "
-                             f"{tuple(size)} (rows, cols)")
-        fraction = _source_mask_to_display(region, prepared) if coords == "source" else region.astype(np.float64)
+        mask = check_mask(region, "region mask", shape=size, note=f" (the query's {coords} size, rows x cols)")
+        fraction = _source_mask_to_display(mask, prepared) if coords == "source" else mask.astype(np.float64)
         weights = _pixel_to_cell(rows, h) @ fraction @ _pixel_to_cell(cols, w).T
-    elif isinstance(region, (tuple, list)):
+    elif isinstance(region, (tuple, list)) or (isinstance(region, np.ndarray) and region.ndim == 1):
         top, left, bottom, right = (display_box(region, prepared) if coords == "source"
                                     else check_box(region, size))
         weights = np.outer(_overlap(top, bottom, rows, h), _overlap(left, right, cols, w))
