@@ -16,8 +16,9 @@ from simviz_widgets.checks import InputError, InputTypeError
 from simviz_widgets.datasets.synthetic import random_scenes
 from simviz_widgets.render import colormap_lut
 from simviz_widgets.retrieval import Gallery, cluster_order, order_by_similarity
+from simviz_widgets.retrieval.labels import score_text
 from simviz_widgets.widgets import SimilarityMatrix, WidgetClosedError
-from simviz_widgets.widgets.similarity_matrix_state import SimilarityMatrixState, score_text
+from simviz_widgets.widgets.similarity_matrix_state import MAX_IMAGES, SimilarityMatrixState
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +110,9 @@ def test_euclidean_colours_are_distances_on_a_reversed_scale(galleries):
         assert (widget._colour.colors[0], widget._colour.colors[-1]) == (top, bottom)  # small distance = top colour
         assert "distance" in widget.colorbar.text and "distance 0" in widget.caption.value
         a, b = 1, 6
-        assert score_text(widget.matrix[a, b], "euclidean") == f"distance {np.sqrt(-widget.matrix[a, b]):.3g}"
+        assert score_text(widget.matrix[a, b], "euclidean") == f"distance {np.sqrt(-widget.matrix[a, b]):.3f}"
         widget.hover(a, b)
-        assert f"distance {np.sqrt(-widget.matrix[a, b]):.3g}" in widget.readout.text
+        assert f"distance {np.sqrt(-widget.matrix[a, b]):.3f}" in widget.readout.text
     finally:
         widget.close()
 
@@ -255,3 +256,19 @@ def test_bad_input_is_refused(galleries, scenes, models):
                    lambda: widget.hover(0, 1)):
         with pytest.raises(WidgetClosedError):
             action()
+
+
+def test_a_gallery_too_large_to_read_is_refused_with_the_way_to_a_subset(galleries, scenes):
+    small = galleries["cosine"]
+    n = MAX_IMAGES + 1
+    rows = np.resize(small.embeddings, (n, small.embeddings.shape[1]))  # no model run: rows repeated
+    big = Gallery.from_embeddings(small.model, rows, [scenes[i % len(scenes)] for i in range(n)])
+    for make in (SimilarityMatrixState, SimilarityMatrix):
+        with pytest.raises(InputError, match=f"gallery has {n} images.*up to {MAX_IMAGES}") as refused:
+            make(big)
+    # the subset the message suggests, evaluated as written, is accepted and holds the same scores
+    suggestion = str(refused.value).split("without embedding again ")[1]
+    subset = eval(suggestion, {"Gallery": Gallery, "gallery": big})
+    state = SimilarityMatrixState(subset, order="gallery")
+    assert state.n == MAX_IMAGES and state.names == big.names[:MAX_IMAGES]
+    np.testing.assert_allclose(state.matrix, big.similarity_matrix()[:MAX_IMAGES, :MAX_IMAGES], rtol=1e-12)

@@ -44,6 +44,7 @@ from ..checks import (
     check_keys,
     check_shape2,
 )
+from ..render.shade import luminance
 
 __all__ = ["View", "views", "VIEW_KINDS"]
 
@@ -236,9 +237,9 @@ def _color(image, size, brightness=None, contrast=None, saturation=None, hue=Non
 
     rgb = image.astype(np.float64) / 255.0
     rgb = rgb * factors["brightness"]
-    gray = rgb @ np.array([0.299, 0.587, 0.114])
+    gray = luminance(rgb)
     rgb = gray.mean() + (rgb - gray.mean()) * factors["contrast"]
-    gray = rgb @ np.array([0.299, 0.587, 0.114])
+    gray = luminance(rgb)
     rgb = np.clip(gray[..., None] + (rgb - gray[..., None]) * factors["saturation"], 0.0, 1.0)
     if factors["hue"] != 0.0:
         hsv = rgb2hsv(rgb)

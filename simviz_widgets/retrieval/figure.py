@@ -12,6 +12,7 @@ from ..checks import InputError, check_array, check_bool, check_choice, check_co
 from ..render.colormap import default_cmap
 from ..render.figure import DisplayFigure
 from ..render.overlay import overlay
+from ..render.shade import cells_to_pixels, dim_outside
 from .labels import score_text
 from .maps import region_reference_map
 from .matrix import cluster_order
@@ -20,13 +21,10 @@ __all__ = ["results_figure", "matrix_figure"]
 
 
 def _dim_outside(image: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """The query with cells outside the region darkened (weight 0: 35 % brightness)."""
+    """The query with cells outside the region darkened as the explorer darkens them (render/shade.py)."""
     if weights is None:
         return image
-    rows, cols = image.shape[:2]
-    h, w = weights.shape
-    cell = np.kron(weights, np.ones((int(np.ceil(rows / h)), int(np.ceil(cols / w)))))[:rows, :cols]
-    return (image * (0.35 + 0.65 * cell[..., None])).astype(np.uint8)
+    return dim_outside(image, cells_to_pixels(weights, image.shape[:2]))
 
 
 def _move(change: int) -> str:

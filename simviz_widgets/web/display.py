@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..render.overlay import overlay
+from .png import png_bytes
 
 __all__ = ["display_size", "photo_rgba", "composite_png"]
 
@@ -43,8 +44,6 @@ def composite_png(panels, *, title: str, pins=(), gap: int = 8) -> bytes:
     ``panels``: list of (name, photo (H, W, 3) uint8, map or None, overlay kwargs) at display size.
     ``pins``: list of (panel index, row, col, colour) in that panel's pixels.
     """
-    import io
-
     tiles = []
     for _, photo, values, kwargs in panels:
         tiles.append(photo if values is None else overlay(photo, values, **kwargs))
@@ -63,6 +62,4 @@ def composite_png(panels, *, title: str, pins=(), gap: int = 8) -> bytes:
     for index, row, col, colour in pins:
         cx, cy = offsets[index] + col, header + row
         draw.ellipse((cx - 6, cy - 6, cx + 6, cy + 6), fill=colour, outline="black", width=2)
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(np.asarray(canvas))

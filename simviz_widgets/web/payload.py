@@ -20,16 +20,15 @@ the factors (2 x 8 MB).
 from __future__ import annotations
 
 import base64
-import io
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from PIL import Image
 
 from ..checks import check_bool, check_choice, check_colormap, check_float, check_instance, check_int, check_sequence
 from ..explain.point_to_point import READINGS, SIDES
 from ..render import colormap_lut
 from .display import display_size, photo_rgba
+from .png import png_bytes
 from .scales import CMAP_CHOICES, overall_scale, reading_styles
 
 __all__ = ["explanation_payload", "point_arrays", "point_nbytes", "payload_nbytes", "FORMAT", "DEFAULT_ALPHA",
@@ -99,12 +98,6 @@ def point_nbytes(p2p) -> int:
     nq, nr = (g[0] * g[1] for g in (p2p.query_grid, p2p.reference_grid))
     factors = (nq + nr) * (p2p.query_factors.shape[1] + p2p.query_vectors.shape[1])
     return 4 * min(2 * nq * nr, factors)
-
-
-def _png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels[..., :3])).save(buffer, format="PNG", compress_level=6)
-    return buffer.getvalue()
 
 
 def _encode(tree, binary: str):
@@ -182,7 +175,7 @@ def explanation_payload(explanation, *, size: int = 320, cmap: str | None = None
         values = exp.map(side)
         sides[side] = {
             "image": list(image_size), "canvas": list(canvas),
-            "photo": _png(photo_rgba(exp.image(side), canvas)),
+            "photo": png_bytes(photo_rgba(exp.image(side), canvas)[..., :3]),
             "map": {"shape": list(values.shape), "values": values.astype(np.float32)} if exp.has_map(side) else None,
             "missing": None if exp.has_map(side) else f"n/a: {exp.method} gives no map for the {side} image",
         }

@@ -24,12 +24,13 @@ from ipyevents import Event
 
 from ..adapters.copies import ModelCopies
 from ..checks import InputError, check_choice, check_int
+from ..retrieval.labels import score_text
 from ._canvas import CHECKS, DEFAULT_ALPHA, MIN_SIZE, canvas_style
 from .jobs import JobRunner
 from .pair_viewer import PairViewer
 from .region_tool import TOOLS, RegionTool
 from .retrieval_draw import RETRIEVAL_CSS, QueryCanvas, ResultsGrid
-from .retrieval_state import RetrievalState, overlay_job, score_text
+from .retrieval_state import RetrievalState, overlay_job
 from .session import FAST_DEFAULT, check_open
 from .state import HoverState
 
@@ -41,7 +42,7 @@ class RetrievalExplorer(widgets.VBox):
     a query image, or with a region of it drawn on the query: drag a box, or paint with the brush
     (the eraser paints out); "whole image" clears the region.
 
-    The ``k`` best results show as thumbnails with their rank, the rank change against the
+    The ``k`` best results (1 to 48) show as thumbnails with their rank, the rank change against the
     whole-image query, name and score, and, once computed in the background, the cells of each
     result that answered the region (one colour scale for all, the colour bar below). Click a result
     to open the pair (query, result) in the pair viewer below.
@@ -381,7 +382,7 @@ class RetrievalExplorer(widgets.VBox):
         if rank is None:
             head = f"<b>{name}</b> (no longer in the top {state.k} for this region)"
         else:
-            scored = score_text(self.gallery.model.metric, state.rows[rank].score, whole=state.region is None)
+            scored = score_text(state.rows[rank].score, self.gallery.model.metric, region=state.region is not None)
             head = f"<b>#{rank + 1} {name}</b> ({html.escape(scored)} for the {html.escape(state.region_text())})"
         self.viewer_title.value = (f"<div style='line-height:1.4'>{head}: the whole pair explained, the query "
                                    "left and this result right; hover either image to see what it matches in the "

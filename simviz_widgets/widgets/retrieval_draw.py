@@ -7,7 +7,6 @@ decide nothing. Positions come in the query's display pixels (row, col) and go t
 from __future__ import annotations
 
 import html
-import io
 import math
 from functools import partial
 
@@ -15,9 +14,11 @@ import ipywidgets as widgets
 import numpy as np
 from ipycanvas import MultiCanvas
 from ipyevents import Event
-from PIL import Image
 
 from ..render import overlay
+from ..render.shade import luminance, outside_shade
+from ..retrieval.labels import score_text
+from ..web.png import png_bytes
 from ._canvas import (
     batched_drawing,
     close_multicanvas,
@@ -30,10 +31,10 @@ from ._canvas import (
 )
 from .colorbar import ColourBar
 from .markers import draw_crosshair
-from .retrieval_state import ResultRow, change_text, score_text
+from .retrieval_state import ResultRow, change_text
 
-__all__ = ["QueryCanvas", "ResultsGrid", "thumbnail_rgb", "grey_base", "region_shade", "RETRIEVAL_CSS", "PAD_CLASS",
-           "CARD_CLASS", "OPEN_CLASS", "REGION_COLOUR"]
+__all__ = ["QueryCanvas", "ResultsGrid", "thumbnail_rgb", "grey_base", "RETRIEVAL_CSS", "PAD_CLASS", "CARD_CLASS",
+           "OPEN_CLASS", "REGION_COLOUR"]
 
 PHOTO, REGION, MARK = 0, 1, 2
 LAYERS = 3
@@ -41,7 +42,6 @@ PAD_CLASS = "simviz-retrieval-query-pad"
 CARD_CLASS = "simviz-retrieval-card"
 OPEN_CLASS = "simviz-retrieval-open"
 REGION_COLOUR = "#ffd400"  # outline of the region: yellow on a black halo reads on any photo
-OUTSIDE_DIM = 0.55  # darkness laid over the query outside the region
 OPEN_BORDER = "#1f77b4"
 GREY_RANGE = (70, 210)  # grey levels of a thumbnail under its overlay: neither black nor white
 UP, DOWN, SAME = "#1a7f37", "#c62828", "#555"
@@ -52,18 +52,10 @@ RETRIEVAL_CSS = (
 )
 
 
-def region_shade(mask: np.ndarray) -> np.ndarray:
-    """RGBA (rows, cols) of the query's display: black at :data:`OUTSIDE_DIM` outside ``mask``,
-    clear inside."""
-    shade = np.zeros((*mask.shape, 4), np.uint8)
-    shade[..., 3] = np.where(mask, 0, round(255 * OUTSIDE_DIM)).astype(np.uint8)
-    return shade
-
-
 def grey_base(thumb: np.ndarray) -> np.ndarray:
     """The thumbnail in grey, its luminance squeezed into GREY_RANGE: a diverging map reads on any
     photo (on the colour photo a red map vanished into a red cup, from screenshots)."""
-    lum = thumb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    lum = luminance(thumb)
     lo, hi = GREY_RANGE
     grey = np.rint(lo + (hi - lo) * lum / 255.0).astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=2)
@@ -76,12 +68,6 @@ def thumbnail_rgb(thumb: np.ndarray, values: np.ndarray | None, scale, alpha: fl
         return thumb
     return overlay(grey_base(thumb), values, alpha=alpha, cmap=scale.cmap, mode=scale.mode, vmin=scale.lo,
                    vmax=scale.hi, alpha_from_value=True)
-
-
-def _png(rgb: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)  # lossless; fast beats small at 112 px
-    return buffer.getvalue()
 
 
 class QueryCanvas:
@@ -138,7 +124,7 @@ class QueryCanvas:
                 mask = value
             rows, cols = self.image_size
             layer.set_transform(self.canvas_size[1] / cols, 0, 0, self.canvas_size[0] / rows, 0, 0)
-            layer.put_image_data(region_shade(mask), 0, 0)
+            layer.put_image_data(outside_shade(mask), 0, 0)  # as the static figure dims it (render/shade.py)
             layer.reset_transform()
             layer.set_line_dash([6, 4] if preview else [])
             for width, colour in ((4.5, "black"), (2.0, REGION_COLOUR)):
@@ -217,7 +203,7 @@ class ResultCard:
         width = self.header.layout.width
         self.caption.value = (f"<div style='line-height:1.35;font-size:12px;width:{width}'><div style='white-space:"
                               f"nowrap;overflow:hidden;text-overflow:ellipsis' title='{name}'>{name}</div>"
-                              f"{html.escape(score_text(metric, row.score, whole=whole))}{hint}</div>")
+                              f"{html.escape(score_text(row.score, metric, region=not whole))}{hint}</div>")
         self.box.layout.border = f"3px solid {OPEN_BORDER if is_open else 'transparent'}"
         if is_open:
             self.box.add_class(OPEN_CLASS)
@@ -258,7 +244,8 @@ class ResultsGrid:
             if row is not None:
                 values = state.overlay(row.index) if overlays else None
                 key = (row.index, None if values is None else (values.tobytes(), scale, alpha))
-                png = self._pngs.get(key) or _png(thumbnail_rgb(thumbs[row.index], values, scale, alpha))
+                png = self._pngs.get(key) or png_bytes(  # fast beats small at 112 px
+                    thumbnail_rgb(thumbs[row.index], values, scale, alpha), compress_level=1)
                 pngs[key] = png
             card.show(row, k=len(self.cards), png=png, metric=metric, whole=whole,
                       computing=overlays and row is not None and row.index in pending, is_open=rank == open_rank)

@@ -16,7 +16,6 @@ model run (the region's map of a known explanation is a product computed here).
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -30,8 +29,7 @@ from ..retrieval import Gallery, QueryDecomposition, SearchResults, region_refer
 from ..retrieval.regions import box_mask, check_box
 from ..web.scales import ColourScale
 
-__all__ = ["RetrievalState", "ResultRow", "overlay_job", "explain_hit", "score_text", "change_text",
-           "OVERLAY_MEANING"]
+__all__ = ["RetrievalState", "ResultRow", "overlay_job", "explain_hit", "change_text", "OVERLAY_MEANING"]
 
 OVERLAY_MEANING = {
     "region": ("each result's cells that answered the region: Σ over the region's query cells of D(i, j) "
@@ -40,6 +38,8 @@ OVERLAY_MEANING = {
 }
 #: Explanations kept per query (an LRU beyond the k on show: paging back through regions reuses them).
 EXPLANATIONS_KEPT = 48
+#: The most results on show: each is a card with its thumbnail, overlay (a model run) and click handler.
+MAX_K = 48
 
 
 class ResultRow(NamedTuple):
@@ -54,18 +54,6 @@ class ResultRow(NamedTuple):
     whole_rank: int
     change: int
     new: bool
-
-
-def score_text(metric: str, score: float, *, whole: bool) -> str:
-    """A result's score as the rest of the project writes it: Euclidean scores (similarity =
-    -distance²) as the distance for a whole-image query; a region's share of -distance² as is."""
-    if metric == "euclidean":
-        if whole and score <= 0:
-            return f"distance {math.sqrt(-score):.3f}"
-        return f"−d² share {score:.3g}".replace("-", "−")
-    if metric == "cosine":
-        return f"cosine {score:.3f}".replace("-", "−")
-    return f"{metric} {score:.4g}".replace("-", "−")
 
 
 def change_text(row: ResultRow, k: int) -> str:
@@ -112,7 +100,7 @@ class RetrievalState:
     """Query, region, results, overlays and open result of a retrieval explorer (module docstring).
 
     ``gallery``: a :class:`~simviz_widgets.retrieval.Gallery`; ``k``: how many results are shown
-    (at most the gallery's size, less the query itself when it is a gallery item).
+    (1 to :data:`MAX_K`; at most the gallery's size, less the query itself when it is a gallery item).
     """
 
     def __init__(self, gallery: Gallery, *, k: int = 8):
@@ -121,6 +109,10 @@ class RetrievalState:
                              "Gallery (Gallery.build(model, images) or demo_gallery(name, model))")
         self.gallery = gallery
         self.k = check_int(k, "k", minimum=1)
+        if self.k > MAX_K:
+            raise InputError(f"k is {self.k}; the explorer shows at most {MAX_K} results (each a card whose overlay "
+                             f"needs a model run). For more, search without the widget: gallery.search(query, "
+                             f"region=..., k={self.k})")
         self.query: QueryDecomposition | None = None
         self.query_input = None  # the image as given (a viewer explains the pair from it)
         self.query_index: int | None = None  # the gallery item the query is, if it is one
@@ -130,7 +122,6 @@ class RetrievalState:
         self.rows: list[ResultRow] = []
         self.weights: np.ndarray | None = None  # (h, w) cell weights; all ones for the whole image
         self.open_index: int | None = None
-        self._whole_rank: np.ndarray | None = None
         self._explanations: OrderedDict = OrderedDict()  # index -> explanation, this query's
         self._overlays: dict = {}  # (query_id, index, region_key) -> map, this query and region's
 
@@ -149,10 +140,6 @@ class RetrievalState:
         self.query_id += 1
         self.open_index = None
         self._explanations.clear()
-        ranking = query.ranking()
-        whole = ranking if index is None else ranking[ranking != index]
-        self._whole_rank = np.empty(len(self.gallery), dtype=np.int64)
-        self._whole_rank[whole] = np.arange(len(whole))
         self._search(None)
 
     @property
@@ -197,11 +184,12 @@ class RetrievalState:
         self.region, self.results = region, results
         weights = results.region_weights
         self.weights = np.ones(self.query.grid) if weights is None else weights
-        self.rows = []
-        for rank, (index, score) in enumerate(zip(results.indices.tolist(), results.scores.tolist())):
-            whole_rank = int(self._whole_rank[index])
-            self.rows.append(ResultRow(rank, index, results.names[rank], float(score), whole_rank,
-                                       whole_rank - rank, whole_rank >= self.shown_k))
+        # The core's rank changes (whole-image rank - rank, both without the query itself when it is
+        # a gallery item); "new" on top: outside the whole-image top k.
+        changes = results.rank_changes().tolist()
+        self.rows = [ResultRow(rank, index, results.names[rank], float(score), rank + change, change,
+                               rank + change >= self.shown_k)
+                     for (rank, index, score), change in zip(results, changes)]
         # Overlays of another region go; those of known explanations are a product away (no model run).
         key = self.key
         self._overlays = {}

@@ -27,20 +27,23 @@ from ipyevents import Event
 from ..checks import check_choice, check_colormap, check_int
 from ..explain import list_methods
 from ..render import colormap_lut
+from ..retrieval.labels import score_text
+from ..web.png import png_bytes
 from ..web.scales import ColourScale
 from ._canvas import CHECKS, close_tree
 from ._charts import close_figure
 from .colorbar import WIDTH_PX, ColourBar
 from .pair_viewer import PairViewer
 from .session import check_open
-from .similarity_matrix_readout import PREVIEW_PX, READOUT_PX, PairReadout, png_bytes
-from .similarity_matrix_state import ORDER_LABELS, ORDERS, SimilarityMatrixState, score_text
+from .similarity_matrix_readout import PREVIEW_PX, READOUT_PX, PairReadout
+from .similarity_matrix_state import ORDER_LABELS, ORDERS, SimilarityMatrixState
 
 __all__ = ["SimilarityMatrix"]
 
 GAP = 0.25  # between a thumbnail strip and the matrix, in cells
 STOPS = 17  # colours of the bqplot colour scale, evenly spaced through the colormap
 SIDE_MARGIN = 6
+PNG_LEVEL = 3  # strips are sent once per order and previews once: a middle compression
 
 
 def auto_cell_px(n: int) -> int:
@@ -55,7 +58,8 @@ def _box(x0: float, x1: float, y0: float, y1: float) -> tuple[list[float], list[
 
 class SimilarityMatrix(widgets.VBox):
     """The similarity matrix of ``gallery`` (a :class:`~simviz_widgets.retrieval.Gallery`, best
-    with a few to ~40 images), thumbnails on both axes; click a cell to see why that pair matches.
+    with a few to ~40 images, at most 200: a larger one is refused), thumbnails on both axes; click
+    a cell to see why that pair matches.
 
     ``order``: "cluster", "gallery", "similarity" (to ``anchor``, a gallery index) or a permutation
     of the gallery indices. ``cmap``: a sequential matplotlib colormap (reversed for Euclidean
@@ -317,7 +321,7 @@ class SimilarityMatrix(widgets.VBox):
 
     def _preview(self, index: int) -> bytes:
         if index not in self._previews:
-            self._previews[index] = png_bytes(self.gallery.thumbnail(index, PREVIEW_PX))
+            self._previews[index] = png_bytes(self.gallery.thumbnail(index, PREVIEW_PX), compress_level=PNG_LEVEL)
         return self._previews[index]
 
     def _show_order(self) -> None:
@@ -329,7 +333,8 @@ class SimilarityMatrix(widgets.VBox):
             # A new picture widget: bqplot's Image view redraws when the mark's image changes,
             # not when the picture's value does (a new value alone leaves the old order on show).
             old = mark.image
-            mark.image = widgets.Image(value=png_bytes(state.strip(thumbs, self._thumb_px, vertical=vertical)),
+            mark.image = widgets.Image(value=png_bytes(state.strip(thumbs, self._thumb_px, vertical=vertical),
+                                                       compress_level=PNG_LEVEL),
                                        format="png")
             old.close()
         self._syncing = True

@@ -8,26 +8,18 @@ mouse along a row re-sends the column image only), not data URIs re-sent with ev
 from __future__ import annotations
 
 import html
-import io
 
 import ipywidgets as widgets
-import numpy as np
-from PIL import Image as PILImage
 
+from ..retrieval.labels import score_text
 from ._canvas import close_tree
-from .similarity_matrix_state import SimilarityMatrixState, score_text
+from .similarity_matrix_state import SimilarityMatrixState
 
-__all__ = ["PairReadout", "png_bytes", "PREVIEW_PX", "READOUT_PX"]
+__all__ = ["PairReadout", "PREVIEW_PX", "READOUT_PX"]
 
 PREVIEW_PX = 96  # each image of the pair
 READOUT_PX = 230  # the readout's width
 ROLES = ("query (row)", "reference (column)")
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    PILImage.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="PNG", compress_level=3)
-    return buffer.getvalue()
 
 
 class PairReadout(widgets.VBox):

@@ -21,21 +21,17 @@ import numpy as np
 
 from ..checks import InputError, check_choice, check_instance, check_int
 from ..retrieval import Gallery, cluster_order, order_by_similarity
+from ..retrieval.labels import METRIC_NAMES
 
-__all__ = ["SimilarityMatrixState", "ORDERS", "ORDER_LABELS", "score_text"]
+__all__ = ["SimilarityMatrixState", "ORDERS", "ORDER_LABELS", "MAX_IMAGES"]
 
 ORDERS = ("cluster", "gallery", "similarity")
 #: What each order means, for menus and captions.
 ORDER_LABELS = {"cluster": "clustered", "gallery": "gallery order", "similarity": "similar to one image"}
-METRIC_NAMES = {"cosine": "cosine", "dot": "dot product", "euclidean": "Euclidean"}
-
-
-def score_text(score: float, metric: str) -> str:
-    """A score as people read it; Euclidean as the distance (similarity = -distance²), as the
-    viewer's score line says it."""
-    if metric == "euclidean":
-        return f"distance {np.sqrt(max(-float(score), 0.0)):.3g}"
-    return f"{METRIC_NAMES[metric]} {float(score):.3f}"
+#: The most images a matrix shows: beyond it the cells (18 px at least) and thumbnails no longer fit
+#: a notebook (200 images: a 3,600 px wide heatmap of 40,000 cells), and scores, strips and the
+#: clustering grow as N².
+MAX_IMAGES = 200
 
 
 class SimilarityMatrixState:
@@ -47,6 +43,13 @@ class SimilarityMatrixState:
         check_instance(gallery, "gallery", Gallery, "retrieval Gallery (Gallery.build(model, images))")
         if len(gallery) < 2:
             raise InputError(f"gallery has {len(gallery)} image; a similarity matrix needs at least 2")
+        if len(gallery) > MAX_IMAGES:
+            raise InputError(
+                f"gallery has {len(gallery)} images; a similarity matrix is readable up to {MAX_IMAGES} "
+                f"(one cell per pair, a thumbnail per row and column). Show a subset: Gallery.build(model, "
+                f"images[:{MAX_IMAGES}]), or without embedding again Gallery.from_embeddings(gallery.model, "
+                f"gallery.embeddings[:{MAX_IMAGES}], [gallery.image(i) for i in range({MAX_IMAGES})], "
+                f"names=gallery.names[:{MAX_IMAGES}])")
         self.gallery = gallery
         self.metric: str = gallery.model.metric
         matrix = np.array(gallery.similarity_matrix(), dtype=np.float64)

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 
 import ipywidgets as widgets
 import traitlets
-from PIL import Image
 
 from ...checks import InputError, check_choice, check_instance
 from ...explain.base import SIDES, PairExplanation
+from ...web.png import png_bytes
 from .._canvas import CHECKS, DEFAULT_ALPHA, close_tree, display_size
 from ..session import check_open
 from ..state import HoverState
@@ -402,7 +401,5 @@ class MethodComparisonPanel(widgets.VBox):
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs) or {}
-        buffer = io.BytesIO()
-        Image.fromarray(self.to_image()).save(buffer, format="PNG")
-        bundle["image/png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+        bundle["image/png"] = base64.b64encode(png_bytes(self.to_image())).decode("ascii")
         return bundle

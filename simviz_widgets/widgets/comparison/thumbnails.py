@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from ...explain.base import SIDES, PairExplanation
 from ...render import default_cmap, normalize_map, overlay
+from ...web.png import png_bytes
 from .._canvas import display_size, photo_rgba
 
 __all__ = ["map_pngs", "photo_png", "label_box", "fitted_label", "grid_image", "label_font", "NO_MAP_LABEL"]
@@ -79,9 +80,7 @@ def _png(picture: np.ndarray, side: str, image_size, pins, label: str | None = N
             y = (pin.row + 0.5) * rows / image_size[0]
             x = (pin.col + 0.5) * cols / image_size[1]
             draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=pin.colour, outline="black", width=1)
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(np.asarray(canvas))
 
 
 def photo_png(image: np.ndarray, side: str, *, size: int, pins=(), label: str | None = None) -> bytes:
