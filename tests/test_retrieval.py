@@ -259,3 +259,32 @@ def test_similarity_matrix_equals_the_models_pairwise_scores_and_orders(scenes):
     assert set(by_one[:2].tolist()) == {2, 6}
     with pytest.raises(InputError, match="square"):
         cluster_order(np.zeros((3, 2)))
+
+
+def test_a_whole_image_query_among_near_duplicates_moves_nothing(scenes):
+    # float64 scores are shown, but the order stays the one ranking() and the rank changes use
+    rng = np.random.default_rng(0)
+    model = sv.load_model("tiny_test")
+    base = model.embed(scenes[0]).numpy()
+    near = base + rng.normal(0, 1e-6, (40, base.shape[1])).astype(np.float32)
+    gallery = Gallery.from_embeddings(model, near, [scenes[0]] * 40)
+    hits = gallery.query(scenes[0]).search(k=10)
+    assert hits.rank_changes().tolist() == [0] * 10
+    assert [hits.rank_of(i) for i in hits.indices] == list(range(10))
+
+
+def test_memory_mapped_galleries_score_block_by_block_like_in_memory(scenes, tmp_path, monkeypatch):
+    from simviz_widgets.retrieval import index as index_module
+
+    monkeypatch.setattr(index_module, "_CHUNK_ROWS", 3)  # 10 rows: four blocks
+    for metric in ("cosine", "dot", "euclidean"):
+        model = sv.load_model("tiny_test", metric=metric)
+        rows = model.embed(list(scenes)).numpy()
+        np.save(tmp_path / f"{metric}.npy", rows)
+        mapped = Gallery.from_embeddings(model, np.load(tmp_path / f"{metric}.npy", mmap_mode="r"), scenes)
+        assert isinstance(mapped.embeddings, np.memmap)
+        q_map, q_mem = mapped.query(scenes[1]), Gallery.from_embeddings(model, rows, scenes).query(scenes[1])
+        np.testing.assert_array_equal(q_map.scores((0, 0, 40, 64)), q_mem.scores((0, 0, 40, 64)))
+        picked = np.array([7, 2, 2, 9])
+        np.testing.assert_array_equal(mapped.exact_index.exact(picked, q_map._vector(None)[0]),
+                                      q_mem.gallery.exact_index.exact(picked, q_mem._vector(None)[0]))

@@ -3,6 +3,7 @@ rebuilt when the weights change, memory-mapped when large); embeddings computed 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,22 @@ def test_an_interrupted_build_leaves_the_previous_cache_whole(model, scenes, tmp
     again = Gallery.build(model, scenes, cache=tmp_path, show_progress=False)
     assert again.cache_info["reason"] == "up to date"
     np.testing.assert_array_equal(again.embeddings, first.embeddings)  # its own rows, not the retrained ones
+
+
+def test_builds_running_at_once_never_delete_each_others_rows(tmp_path, monkeypatch):
+    # two builds of one large gallery (rows memory-mapped on disk as they are filled): B starts
+    # filling its rows, A commits, then B commits
+    monkeypatch.setattr(cache_files, "MMAP_BYTES", 0)
+    rows_in_b, part_b = cache_files.open_rows(tmp_path, "net", 3, 2)
+    rows_in_a, part_a = cache_files.open_rows(tmp_path, "net", 3, 2)
+    rows_in_a[:], rows_in_b[:] = 1, 2
+    _, rows_a = cache_files.commit_cache(tmp_path, "net", rows_in_a, part_a, {"who": "a"})
+    assert part_b.exists()  # A's commit left B's rows in progress alone
+    loaded, rows_b = cache_files.commit_cache(tmp_path, "net", rows_in_b, part_b, {"who": "b"})
+    assert not rows_a.exists() and rows_b.exists()  # B's record replaced A's: A's rows go
+    assert json.loads((tmp_path / "net.json").read_text())["rows"] == rows_b.name
+    np.testing.assert_array_equal(loaded, np.full((3, 2), 2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["net.json", rows_b.name])
 
 
 def test_dataset_entries_that_are_paths_are_fingerprinted_by_their_file(model, folder, scenes, tmp_path):

@@ -1,6 +1,7 @@
 """The gallery's cache: float32 embeddings in a ``.npy`` file (memory-mapped when large) and a
 ``.json`` record of what made them, which names that file: writing the record is the one atomic
-commit point, so an interrupted build never pairs one model's record with another's rows.
+commit point, so an interrupted build never pairs one model's record with another's rows, and the
+rows it replaces are deleted after it.
 
 The file name is keyed by the model (name, layer, pooling, head, metric), its preprocessing and the
 list of item references; the record holds a fingerprint of the weights and one per item. A record
@@ -79,38 +80,46 @@ def read_cache(folder: Path, stem: str, weights: str, dim: int) -> tuple[np.ndar
     return rows, record
 
 
-def _unique(folder: Path, stem: str, suffix: str) -> Path:
-    return folder / f"{stem}.{uuid.uuid4().hex[:12]}{suffix}"
+def _token() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def open_rows(folder: Path, stem: str, count: int, dim: int) -> tuple[np.ndarray, Path]:
-    """A new float32 (count, dim) array to fill and the file it will be saved as (a new name per
-    build, so a build never overwrites rows another record names): memory-mapped when large, so a
-    gallery beyond memory is written as it is embedded."""
+    """A new float32 (count, dim) array to fill and its in-progress file (a ``.part`` name no
+    cleanup touches; a new one per build): memory-mapped when large, so a gallery beyond memory is
+    written as it is embedded."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = _unique(folder, stem, ".npy")
+    part = folder / f".{stem}.{_token()}.part"
     if count * dim * 4 > MMAP_BYTES:
-        return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(count, dim)), path
-    return np.empty((count, dim), dtype=np.float32), path
+        return np.lib.format.open_memmap(part, mode="w+", dtype=np.float32, shape=(count, dim)), part
+    return np.empty((count, dim), dtype=np.float32), part
 
 
-def commit_cache(folder: Path, stem: str, rows: np.ndarray, path: Path, record: dict) -> np.ndarray:
-    """Save ``rows`` to ``path``, then atomically replace the record (a temporary file renamed: the
-    commit point) naming it, then delete the rows files no record names any more. A build killed
-    at any point leaves the previous record and its rows intact. Returns the rows, memory-mapped
-    from the file when large."""
+def commit_cache(folder: Path, stem: str, rows: np.ndarray, part: Path, record: dict) -> tuple[np.ndarray, Path]:
+    """Finish ``rows`` as ``<stem>.<token>.npy``, then atomically replace the record (a temporary
+    file renamed: the commit point) naming it, then delete the rows the replaced record named. A
+    build killed at any point leaves the previous record and its rows intact; builds running at once
+    never delete each other's files in progress. Returns the rows (memory-mapped when large) and
+    their file."""
     if isinstance(rows, np.memmap):
         rows.flush()
         del rows
     else:
-        np.save(path, rows)
-    record_tmp = _unique(folder, f".{stem}", ".json.tmp")
+        with open(part, "wb") as handle:  # a file object: np.save adds no ".npy" to the name
+            np.save(handle, rows)
+    path = folder / f"{stem}.{_token()}.npy"
+    os.replace(part, path)
+    record_path = folder / f"{stem}.json"
+    try:
+        replaced = json.loads(record_path.read_text()).get("rows")
+    except (OSError, ValueError, AttributeError):
+        replaced = None
+    record_tmp = folder / f".{stem}.{_token()}.json.tmp"
     record_tmp.write_text(json.dumps(dict(record, format=FORMAT, rows=path.name)))
-    os.replace(record_tmp, folder / f"{stem}.json")
-    for old in folder.glob(f"{stem}.*.npy"):
-        if old != path:
-            old.unlink(missing_ok=True)  # a reader that mapped it keeps its pages (POSIX)
-    return load_rows(path)
+    os.replace(record_tmp, record_path)
+    if isinstance(replaced, str) and replaced != path.name and "/" not in replaced:
+        (folder / replaced).unlink(missing_ok=True)  # a reader that mapped it keeps its pages (POSIX)
+    return load_rows(path), path
 
 
 def load_rows(path: Path) -> np.ndarray:

@@ -84,14 +84,15 @@ class Gallery:
             info = dict(where, rows=str(folder / record["rows"]), reused=len(items), embedded=0, reason="up to date")
             return cls(model, cache_files.load_rows(folder / record["rows"]), items, backend=backend,
                        cache_info=info, **backend_options)
-        rows, path = cache_files.open_rows(folder, stem, len(items), dim)
+        rows, part = cache_files.open_rows(folder, stem, len(items), dim)
         kept = [k for k, fp in enumerate(fingerprints) if fp in reuse]
-        if kept:
-            rows[kept] = old[[reuse[fingerprints[k]] for k in kept]]
+        for start in range(0, len(kept), 65536):  # in blocks: a gallery beyond memory stays so
+            block = kept[start:start + 65536]
+            rows[block] = old[[reuse[fingerprints[k]] for k in block]]
         del old
         _embed_into(model, items, todo, rows, batch_size, show_progress)
         reason = record.get("reason") or f"{len(todo)} of {len(items)} items new or changed"
-        rows = cache_files.commit_cache(folder, stem, rows, path, {
+        rows, path = cache_files.commit_cache(folder, stem, rows, part, {
             "weights": weights, "fingerprints": fingerprints, "names": [it.name for it in items],
             "references": references, "model": cache_files.model_identity(model)})
         info = dict(where, rows=str(path), reused=len(items) - len(todo), embedded=len(todo), reason=reason)

@@ -1,8 +1,8 @@
 """Top-k by one inner product, whatever the metric, and the backends that compute it.
 
 Every metric's region score is an inner product ``a_Y . q`` plus a constant per query
-(docs/retrieval.md, "Scores"), so the gallery is stored once as rows ``a_Y`` and a backend only
-finds the k largest ``a_Y . q``:
+(docs/retrieval.md, "Scores"), so a backend only finds the k largest ``a_Y . q`` (the numpy index
+multiplies the embeddings and applies the per-row factor after; faiss stores the rows ``a_Y``):
 
 * cosine: ``a_Y = g_Y / |g_Y|``, ``q = g_R / |g_X|``
 * dot: ``a_Y = g_Y``, ``q = g_R``
@@ -12,7 +12,7 @@ finds the k largest ``a_Y . q``:
 Backends: numpy (exact, chunked so a memory-mapped gallery streams from disk), faiss ``IndexFlatIP``
 (exact) and a faiss IVF index (approximate, ``nprobe`` lists searched; with ``pq=`` the vectors are
 stored as product-quantised codes, for galleries beyond memory). The flat index searches one query
-with one thread: it is slower multithreaded (100k x 1280 on 2 cores: 41 ms with 1 thread, 67 ms with
+with one thread: it is slower multithreaded (100k x 1280 on 2 cores: 38 ms with 1 thread, 66 ms with
 2; benchmarks/README.md); an IVF query reads a few lists and keeps faiss's own threads.
 """
 

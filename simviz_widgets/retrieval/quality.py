@@ -40,8 +40,8 @@ def region_precision(model, *, gallery_size: int = 200, queries: int = 40, k: in
     averaged over every object of ``queries`` scenes (two objects each) against a gallery of
     ``gallery_size`` other scenes. Returns ``{"precision": {kind: {relevance: p}}, "chance":
     {relevance: p}, "counts": {...}}``."""
-    gallery_size, queries = check_int(gallery_size, "gallery_size", minimum=k), check_int(queries, "queries", minimum=1)
     k, seed = check_int(k, "k", minimum=1), check_int(seed, "seed", minimum=0)
+    gallery_size, queries = check_int(gallery_size, "gallery_size", minimum=k), check_int(queries, "queries", minimum=1)
     show_progress = check_bool(show_progress, "show_progress")
     stock = random_scenes(gallery_size, seed=seed, size=size)
     gallery = Gallery.build(model, [s.image for s in stock], show_progress=show_progress)

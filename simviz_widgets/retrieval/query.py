@@ -85,19 +85,21 @@ class QueryDecomposition:
 
     def search(self, region=None, *, k: int = 10, exclude=(), coords: str = "display") -> "SearchResults":
         """The top ``k`` gallery items for ``region`` with the gallery's backend; ``exclude``:
-        gallery indices to leave out (e.g. the query itself). The hits' scores are computed again
-        in float64 from the stored embeddings (the backend's products are float32)."""
+        gallery indices to leave out (e.g. the query itself). The hits come in the backend's order
+        (float32 products, like :meth:`ranking`); their scores are computed again in float64 from
+        the stored embeddings."""
         k = check_int(k, "k", minimum=1)
         exclude = _check_exclude(exclude, len(self.gallery))
         w = self.weights(region, coords=coords)
         q, c = self._vector(w)
         idx, _ = self.gallery.index.search(q, min(k + len(exclude), len(self.gallery)))
         idx = np.array([i for i in idx if i not in exclude][:k], dtype=np.int64)
+        # The order is the backend's (float32 products, as ranking() and the rank changes use: a
+        # re-sort here would make a whole-image query show rank changes among near-duplicates); the
+        # scores shown are float64.
         s = self.gallery.exact_index.exact(idx, q) + c
         if w is None and self.gallery.model.metric == "euclidean":
             s = np.minimum(s, 0.0)  # -distance^2: a self-match is 0, never a rounding above it
-        order = np.lexsort((np.arange(len(idx)), -s))  # float64 ties broken by the backend's order
-        idx, s = idx[order], s[order]
         return SearchResults(indices=idx, scores=s, names=self.gallery.names_of(idx), region_weights=w,
                              query=self, backend=self.gallery.index.name, exclude=frozenset(exclude))
 

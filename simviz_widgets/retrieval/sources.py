@@ -71,7 +71,7 @@ class Item:
             except OSError as error:
                 raise InputError(f"gallery item {self.name!r}: cannot read {ref!r} ({error.strerror})") from None
             return _digest("file", os.path.abspath(ref), st.st_size, st.st_mtime_ns)
-        return _array_fingerprint(self.load())
+        return _array_fingerprint(ref)  # already loaded: a dataset entry is read once here
 
 
 def _dataset_entry(dataset, index: int):
