@@ -669,6 +669,30 @@ class LabNotebook(CanvasDriver):
         super().__init__(page)
         self.server, self.name = server, name
 
+    def screenshot_element(self, selector: str, path, *, stable: str | None = None, scroll: bool = True):
+        """Element screenshot of the visible ``selector`` into ``path`` once ``stable`` (default the
+        element itself) has stopped changing. With ``scroll`` the element is scrolled into view and
+        the viewport grows for an element taller than the notebook area (JupyterLab scrolls the
+        notebook, not the page, so it would be cut), restored afterwards; without it the page is
+        left exactly as it is (a hover stays where it is)."""
+        page = self.page
+        locator = page.locator(selector).filter(visible=True).first
+        viewport = dict(page.viewport_size)
+        if scroll:
+            locator.scroll_into_view_if_needed()
+            needed = int(locator.bounding_box()["height"]) + 260  # JupyterLab's bars and the cell's margins
+            if needed > viewport["height"]:
+                page.set_viewport_size({"width": viewport["width"], "height": needed})
+                locator.scroll_into_view_if_needed()
+        try:
+            self.wait_stable(stable or selector)
+            locator.screenshot(path=str(path))
+        finally:
+            if dict(page.viewport_size) != viewport:
+                page.set_viewport_size(viewport)
+        print(f"\nscreenshot: {path}")
+        return path
+
     def open(self, timeout_s: float = 120) -> "LabNotebook":
         # A workspace of its own, reset: JupyterLab would otherwise restore the tabs (and kernels) of
         # notebooks earlier tests opened, and their widgets would shadow this notebook's.

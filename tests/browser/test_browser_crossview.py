@@ -70,25 +70,9 @@ def notebook(crossview_notebook):
 
 
 def _shoot(notebook, name: str, *, scroll: bool = True) -> Path:
-    """Element screenshot of the explorer (the viewport grows for a tall element, then is restored)."""
-    page = notebook.page
-    locator = page.locator(EXPLORER).filter(visible=True).first
-    if scroll:
-        locator.scroll_into_view_if_needed()
-    viewport = dict(page.viewport_size)
-    needed = int(locator.bounding_box()["height"]) + 260
-    if needed > viewport["height"] and scroll:
-        page.set_viewport_size({"width": viewport["width"], "height": needed})
-        locator.scroll_into_view_if_needed()
-    try:
-        notebook.wait_stable(f"{EXPLORER} .simviz-crossview-readout")
-        path = OUT_DIR / name
-        locator.screenshot(path=str(path))
-    finally:
-        if dict(page.viewport_size) != viewport:
-            page.set_viewport_size(viewport)
-    print(f"\nscreenshot: {path}")
-    return path
+    """Element screenshot of the explorer, once its readout has stopped changing."""
+    return notebook.screenshot_element(EXPLORER, OUT_DIR / name, stable=f"{EXPLORER} .simviz-crossview-readout",
+                                       scroll=scroll)
 
 
 def _rgb(css: str) -> np.ndarray:

@@ -80,23 +80,8 @@ def notebook(retrieval_notebook):
 
 
 def _shoot(notebook, name: str) -> Path:
-    """Element screenshot of the explorer (the viewport grows for a tall element, then is restored)."""
-    page = notebook.page
-    locator = page.locator(EXPLORER).filter(visible=True).first
-    viewport = dict(page.viewport_size)
-    needed = int(locator.bounding_box()["height"]) + 260
-    if needed > viewport["height"]:
-        page.set_viewport_size({"width": viewport["width"], "height": needed})
-    locator.scroll_into_view_if_needed()
-    try:
-        notebook.wait_stable(EXPLORER)
-        path = OUT_DIR / name
-        locator.screenshot(path=str(path))
-    finally:
-        if dict(page.viewport_size) != viewport:
-            page.set_viewport_size(viewport)
-    print(f"\nscreenshot: {path}")
-    return path
+    """Element screenshot of the explorer."""
+    return notebook.screenshot_element(EXPLORER, OUT_DIR / name)
 
 
 def _agreement(a: np.ndarray, b: np.ndarray, tolerance: int = 3) -> float:

@@ -210,26 +210,8 @@ def _visible(page, selector: str):
 
 
 def _shoot(notebook, selector: str, name: str) -> Path:
-    """Element screenshot of the visible `selector` into OUT_DIR/name, once the element has stopped
-    changing. The viewport grows for elements taller than the notebook area (JupyterLab scrolls the
-    notebook, not the page, so a taller element would be cut), and is restored afterwards."""
-    page = notebook.page
-    locator = _visible(page, selector).first
-    locator.scroll_into_view_if_needed()
-    viewport = dict(page.viewport_size)
-    needed = int(locator.bounding_box()["height"]) + 260  # JupyterLab's bars and the cell's margins
-    if needed > viewport["height"]:
-        page.set_viewport_size({"width": viewport["width"], "height": needed})
-        locator.scroll_into_view_if_needed()
-    try:
-        notebook.wait_stable(selector)
-        path = OUT_DIR / name
-        locator.screenshot(path=str(path))
-    finally:
-        if needed > viewport["height"]:
-            page.set_viewport_size(viewport)
-    print(f"\nscreenshot: {path}")
-    return path
+    """Element screenshot of the visible `selector` into OUT_DIR/name, once it has stopped changing."""
+    return notebook.screenshot_element(selector, OUT_DIR / name)
 
 
 def _image(png: bytes) -> np.ndarray:

@@ -95,24 +95,8 @@ def notebook(matrix_notebook):
 
 
 def _shoot(notebook, scope: str, name: str) -> Path:
-    """Element screenshot of ``scope`` (the viewport grows for a tall element, then is restored)."""
-    page = notebook.page
-    locator = page.locator(scope).filter(visible=True).first
-    locator.scroll_into_view_if_needed()
-    viewport = dict(page.viewport_size)
-    needed = int(locator.bounding_box()["height"]) + 260
-    if needed > viewport["height"]:
-        page.set_viewport_size({"width": viewport["width"], "height": needed})
-        locator.scroll_into_view_if_needed()
-    try:
-        notebook.wait_stable(scope)
-        path = OUT_DIR / name
-        locator.screenshot(path=str(path))
-    finally:
-        if dict(page.viewport_size) != viewport:
-            page.set_viewport_size(viewport)
-    print(f"\nscreenshot: {path}")
-    return path
+    """Element screenshot of ``scope``."""
+    return notebook.screenshot_element(scope, OUT_DIR / name)
 
 
 def _geometry(notebook, scope: str) -> dict:
